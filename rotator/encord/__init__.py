@@ -1,0 +1,1 @@
+"""Everything that speaks to Encord: request signing and the HTTP client."""

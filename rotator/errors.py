@@ -1,0 +1,98 @@
+"""The whole exception tree of rotator.
+
+::
+
+    RotatorError
+    ├── ConfigError          bad settings or bad input: exit 2, never retried
+    ├── KeyFormatError       a key that is not an unencrypted Ed25519 OpenSSH key
+    ├── TransientError       Vault/Encord unavailable, 429, 5xx, timeouts: back off, retry
+    │   ├── StoreUnavailable
+    │   └── RegistryUnavailable
+    │       └── AmbiguousWrite   a write whose answer was lost: it may or may not have happened
+    ├── StoreConflict        check-and-set mismatch: someone else moved first; re-read
+    └── PermanentError       retrying will not help: alert, do not hammer
+        ├── AccessDenied     401/403 from Vault or Encord
+        ├── NotFound         404 from Encord
+        ├── RegistryRejected Encord refused (cap reached, duplicate, invalid key)
+        ├── CorruptState     a record in Vault that rotator cannot read
+        └── ProtocolError    a peer answered something that is not the contract
+
+Messages are one line, name what is wrong, and never carry a response body, a key or a
+token: adapters translate library errors at the boundary with ``raise X(...) from None`` or
+``from exc`` only when the cause's text is known to be free of secrets.
+"""
+
+from __future__ import annotations
+
+
+class RotatorError(Exception):
+    """Base of every error rotator raises on purpose."""
+
+
+class ConfigError(RotatorError):
+    """Settings or input are wrong; ``problems`` lists every one, one line each."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class KeyFormatError(RotatorError):
+    """A key is not an unencrypted Ed25519 key in OpenSSH format (never holds key text)."""
+
+
+class TransientError(RotatorError):
+    """A peer is unavailable for now; retry with back-off."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(TransientError):
+    """Vault did not answer, or answered 5xx."""
+
+
+class RegistryUnavailable(TransientError):
+    """Encord did not answer, was throttled (429) or answered 5xx."""
+
+
+class AmbiguousWrite(RegistryUnavailable):
+    """A non-idempotent call's answer was lost: it may or may not have taken effect."""
+
+
+class StoreConflict(RotatorError):
+    """A check-and-set write lost: another writer moved first."""
+
+
+class PermanentError(RotatorError):
+    """Retrying will not help."""
+
+
+class AccessDenied(PermanentError):
+    """401/403 from Vault or Encord."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(PermanentError):
+    """Encord answered 404."""
+
+
+class RegistryRejected(PermanentError):
+    """Encord refused a key call; ``code`` is Encord's error code (``KEY_LIMIT_REACHED``...)."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class CorruptState(PermanentError):
+    """A record rotator keeps in Vault cannot be parsed."""
+
+
+class ProtocolError(PermanentError):
+    """A peer answered outside the contract (garbage JSON, missing fields)."""
