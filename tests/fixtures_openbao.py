@@ -1,0 +1,1 @@
+"""Fixtures for a real OpenBao dev server (filled in by the Vault store work)."""

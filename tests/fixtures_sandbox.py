@@ -1,0 +1,1 @@
+"""Fixtures for the Encord sandbox (filled in by the sandbox work)."""
