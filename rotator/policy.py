@@ -1,0 +1,291 @@
+"""PURE decisions: ``plan(snapshot, policy, now) -> [Action]``. No I/O, no clock.
+
+The engine gathers a :class:`Snapshot` (the state record, Encord's key list, the key ids at
+the newest versions of the consumer paths), asks :func:`plan` what to do, and carries the
+actions out in order. The plan guarantees, whatever the snapshot:
+
+- it never asks for a new key when that would put the account over its cap;
+- it never revokes a current key, nor a retiring one before its grace is over;
+- it never touches a key rotator does not own (not in the record, not titled
+  ``rotator:<account>:``): human break-glass keys only count against the cap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from rotator.model import RemoteKey
+from rotator.state import AccountState, KeyKind, KeyRecord
+
+
+def owned_title_prefix(account: str) -> str:
+    """Titles rotator gives the keys it registers: ``rotator:<account>:<UTC time>``."""
+    return f"rotator:{account}:"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The timing and cap rules, from Settings (durations as timedelta)."""
+
+    key_ttl: timedelta
+    rotate_before: timedelta
+    grace: timedelta
+    key_cap: int
+    kinds: tuple[KeyKind, ...] = ("ssh-key",)
+    bearer: bool = True
+    bearer_ttl: timedelta = timedelta(hours=1)
+    check_interval: timedelta = timedelta(minutes=5)
+    jitter: timedelta = timedelta(seconds=30)
+
+    def bearer_refresh_margin(self) -> timedelta:
+        """Re-mint when less than this is left: a quarter of the lifetime, and never less
+        than one check period, so a token cannot run out between two checks."""
+        return max(self.bearer_ttl / 4, self.check_interval + self.jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the engine saw, gathered in this order: Encord's keys, then the state record."""
+
+    account: str
+    state: AccountState
+    remote: tuple[RemoteKey, ...]
+    consumer_key_ids: Mapping[str, str | None] = field(default_factory=dict)
+
+
+# --- actions (decisions are values) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRotation:
+    """A rotation was left half done: finish it (or roll it back) from its recorded phase."""
+
+    kind: KeyKind
+    reason: str = "pending_rotation"
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """A retiring key is gone at Encord already: drop it from the record."""
+
+    kind: KeyKind
+    key_id: str
+    reason: str = "gone_at_encord"
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """Delete a retiring key at Encord: its grace is over."""
+
+    kind: KeyKind
+    key: KeyRecord
+    reason: str = "grace_over"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOrphan:
+    """An owned key (rotator's title) that no record explains: a crashed run's leftover."""
+
+    key: RemoteKey
+    reason: str = "orphaned"
+
+
+@dataclass(frozen=True, slots=True)
+class Rotate:
+    """Issue, verify, store a new key of this kind; the current one starts its grace."""
+
+    kind: KeyKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """A rotation is needed but may not start (``blocked_by_cap``, ``not_bootstrapped``)."""
+
+    kind: KeyKind
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MintBearer:
+    """Mint a bearer token with the signer key and write it to Vault."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing more to do before ``until`` (the next moment something falls due)."""
+
+    until: datetime | None
+    reason: str
+
+
+Action = ResumeRotation | Forget | Revoke | DeleteOrphan | Rotate | Blocked | MintBearer | Wait
+
+
+def _fmt(td: timedelta) -> str:
+    seconds = int(td.total_seconds())
+    if seconds < 0:
+        return "overdue"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def due_at(key: KeyRecord, policy: Policy) -> datetime:
+    """A key is due at ``issued_at + KEY_TTL - ROTATE_BEFORE``."""
+    return key.issued_at + policy.key_ttl - policy.rotate_before
+
+
+def is_owned(key: RemoteKey, account: str, state: AccountState) -> bool:
+    """Owned: in the record, or titled by rotator for this account."""
+    return key.key_id in state.owned_key_ids() or key.title.startswith(owned_title_prefix(account))
+
+
+def orphans(snapshot: Snapshot) -> list[RemoteKey]:
+    """Owned keys at Encord that the record does not explain."""
+    state = snapshot.state
+    explained = state.owned_key_ids()
+    pending_titles = {ks.pending.title for ks in state.kinds.values() if ks.pending is not None}
+    prefix = owned_title_prefix(snapshot.account)
+    return [
+        k
+        for k in snapshot.remote
+        if k.title.startswith(prefix)
+        and k.key_id not in explained
+        and k.title not in pending_titles
+    ]
+
+
+def plan(
+    snapshot: Snapshot,
+    policy: Policy,
+    now: datetime,
+    *,
+    force: frozenset[str] = frozenset(),
+) -> list[Action]:
+    """Every action due now, in the order to carry them out, ending with a Wait.
+
+    ``force`` names key kinds to rotate now whatever their age (``rotator rotate``); the cap
+    still applies.
+    """
+    state = snapshot.state
+    remote_ids = {k.key_id for k in snapshot.remote}
+    actions: list[Action] = []
+    deleting: set[str] = set()
+    next_times: list[datetime] = []
+
+    # 1. Half-done rotations first: the write-ahead log is replayed before anything new.
+    for kind in state.kinds:
+        ks = state.kind(kind)
+        if ks.pending is not None:
+            actions.append(ResumeRotation(kind=_as_kind(kind)))
+
+    # 2. Retiring keys: forget those already gone, revoke those whose grace is over.
+    for kind in state.kinds:
+        ks = state.kind(kind)
+        current_id = ks.current.key_id if ks.current else None
+        for key in ks.retiring:
+            if key.key_id == current_id:
+                continue  # never revoke the current key, whatever the record says
+            if key.key_id not in remote_ids:
+                actions.append(Forget(kind=_as_kind(kind), key_id=key.key_id))
+            elif key.retire_after is not None and key.retire_after <= now:
+                actions.append(Revoke(kind=_as_kind(kind), key=key))
+                deleting.add(key.key_id)
+            elif key.retire_after is not None:
+                next_times.append(key.retire_after)
+
+    # 3. Orphans: owned by title, explained by no record.
+    for orphan in orphans(snapshot):
+        actions.append(DeleteOrphan(key=orphan))
+        deleting.add(orphan.key_id)
+
+    # 4. Rotations, each only if the cap leaves room once the deletions above are done.
+    held = len([k for k in snapshot.remote if k.key_id not in deleting])
+    pending_kinds = {k for k, ks in state.kinds.items() if ks.pending is not None}
+    for ks in state.kinds.values():
+        # An intent not yet registered will take a slot when it is resumed.
+        if ks.pending is not None and ks.pending.key_id not in remote_ids:
+            held += 1
+    signer = state.signer()
+    for kind in policy.kinds:
+        if kind in pending_kinds:
+            continue
+        ks = state.kind(kind)
+        reason: str | None = None
+        if ks.current is None:
+            if signer is None:
+                actions.append(Blocked(kind=kind, reason="not_bootstrapped"))
+                continue
+            reason = "no_current_key"
+        elif ks.current.key_id not in remote_ids:
+            reason = "current_missing_at_encord"
+        elif snapshot.consumer_key_ids.get(kind, ks.current.key_id) != ks.current.key_id:
+            reason = "consumer_path_mismatch"
+        elif kind in force:
+            reason = "requested"
+        else:
+            due = due_at(ks.current, policy)
+            if due <= now:
+                reason = f"expires_in_{_fmt(ks.current.expires_at - now)}"
+            else:
+                next_times.append(due)
+        if reason is None:
+            continue
+        if held + 1 > policy.key_cap:
+            detail = f"{held}/{policy.key_cap} keys held"
+            actions.append(Blocked(kind=kind, reason="blocked_by_cap", detail=detail))
+            continue
+        actions.append(Rotate(kind=kind, reason=reason))
+        held += 1
+
+    # 5. Bearer token: fresh, and minted by the key consumers currently hold.
+    if policy.bearer and signer is not None:
+        b = state.bearer
+        rotating = any(isinstance(a, Rotate | ResumeRotation) for a in actions)
+        if b is None:
+            actions.append(MintBearer(reason="no_token"))
+        elif rotating or b.minted_with != signer.key_id:
+            actions.append(MintBearer(reason="signer_changed"))
+        elif b.expires_at - policy.bearer_refresh_margin() <= now:
+            actions.append(MintBearer(reason=f"expires_in_{_fmt(b.expires_at - now)}"))
+        else:
+            next_times.append(b.expires_at - policy.bearer_refresh_margin())
+
+    until = min(next_times) if next_times else None
+    actions.append(Wait(until=until, reason="next_due" if until else "nothing_scheduled"))
+    return actions
+
+
+def _as_kind(kind: str) -> KeyKind:
+    if kind == "ssh-key":
+        return "ssh-key"
+    if kind == "api-key":
+        return "api-key"
+    raise ValueError(f"unknown key kind {kind!r}")
+
+
+def describe(actions: Sequence[Action]) -> list[dict[str, object]]:
+    """JSON-safe description of a plan (for ``rotator plan`` and dry-run logs)."""
+    out: list[dict[str, object]] = []
+    for a in actions:
+        d: dict[str, object] = {"action": type(a).__name__}
+        if isinstance(a, Revoke):
+            d.update(kind=a.kind, key_id=a.key.key_id, reason=a.reason)
+        elif isinstance(a, DeleteOrphan):
+            d.update(key_id=a.key.key_id, title=a.key.title, reason=a.reason)
+        elif isinstance(a, Wait):
+            d.update(until=a.until.isoformat() if a.until else None, reason=a.reason)
+        else:
+            for name in ("kind", "key_id", "reason", "detail"):
+                value = getattr(a, name, None)
+                if value:
+                    d[name] = value
+        out.append(d)
+    return out

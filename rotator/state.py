@@ -1,0 +1,335 @@
+"""The account state record rotator keeps in Vault at ``{prefix}/{NAME}/state``.
+
+It is the write-ahead log of the rotation protocol: an intent is recorded here (with
+check-and-set) before any call to Encord, and every later step moves it on. Reading it back
+after a crash tells the engine exactly what to finish or roll back.
+
+The record holds private keys (the pending, current and retiring keys), so it lives under the
+same Vault prefix and policy as the consumer paths; :func:`public_view` is what ``status``
+shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from rotator.errors import CorruptState
+from rotator.model import Origin, parse_rfc3339, rfc3339, utc
+
+KeyKind = Literal["ssh-key", "api-key"]
+KEY_KINDS: tuple[KeyKind, ...] = ("ssh-key", "api-key")
+Phase = Literal["intent", "registered"]
+SCHEMA = 1
+STATE_NAME = "state"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key rotator owns: the current one, or one retiring after its successor was promoted."""
+
+    key_id: str
+    key_hash: str
+    public_key: str
+    title: str
+    origin: Origin
+    issued_at: datetime
+    expires_at: datetime
+    private_key: str = field(repr=False)
+    retire_after: datetime | None = None  # grace deadline, set when superseded
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "issued_at", utc(self.issued_at))
+        object.__setattr__(self, "expires_at", utc(self.expires_at))
+        if self.retire_after is not None:
+            object.__setattr__(self, "retire_after", utc(self.retire_after))
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A rotation in flight (the write-ahead intent).
+
+    ``intent``: recorded, Encord maybe not called yet (for an api-key, Encord makes the key,
+    so only the title is known). ``registered``: Encord holds the key; verify and promote next.
+    """
+
+    phase: Phase
+    title: str
+    reason: str
+    started_at: datetime
+    key_id: str | None = None
+    public_key: str | None = None
+    key_hash: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "started_at", utc(self.started_at))
+
+
+Outcome = Literal["rotated", "failed", "blocked_by_cap", "rolled_back", "not_bootstrapped"]
+
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    """The outcome of the latest rotation attempt of one credential."""
+
+    outcome: str
+    at: datetime
+    reason: str
+    key_id: str | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", utc(self.at))
+
+
+@dataclass(frozen=True, slots=True)
+class KindState:
+    """Everything about one key kind (ssh-key or api-key) of one account."""
+
+    current: KeyRecord | None = None
+    retiring: tuple[KeyRecord, ...] = ()
+    pending: Pending | None = None
+    last: LastRun | None = None
+    last_success: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BearerState:
+    """The bearer token last written to Vault (the token itself is only in Vault's path)."""
+
+    issued_at: datetime
+    expires_at: datetime
+    minted_with: str  # key id that minted it
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """The whole record; ``version`` is its Vault KV version (0: never written), for CAS."""
+
+    kinds: Mapping[str, KindState] = field(default_factory=dict)
+    bearer: BearerState | None = None
+    version: int = 0
+
+    def kind(self, kind: str) -> KindState:
+        return self.kinds.get(kind, KindState())
+
+    def with_kind(self, kind: str, ks: KindState) -> AccountState:
+        kinds = dict(self.kinds)
+        kinds[kind] = ks
+        return replace(self, kinds=kinds)
+
+    def owned_key_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for ks in self.kinds.values():
+            if ks.current is not None:
+                ids.add(ks.current.key_id)
+            ids.update(k.key_id for k in ks.retiring)
+            if ks.pending is not None and ks.pending.key_id:
+                ids.add(ks.pending.key_id)
+        return ids
+
+    def signer(self) -> KeyRecord | None:
+        """The key that signs management calls: the current ssh-key, else the current api-key."""
+        for kind in KEY_KINDS:
+            current = self.kind(kind).current
+            if current is not None:
+                return current
+        return None
+
+
+# --- (de)serialisation -------------------------------------------------------------------
+
+
+def _dt(value: datetime | None) -> str | None:
+    return None if value is None else rfc3339(value)
+
+
+def _key_to_dict(k: KeyRecord) -> dict[str, Any]:
+    return {
+        "key_id": k.key_id,
+        "key_hash": k.key_hash,
+        "public_key": k.public_key,
+        "title": k.title,
+        "origin": k.origin,
+        "issued_at": rfc3339(k.issued_at),
+        "expires_at": rfc3339(k.expires_at),
+        "retire_after": _dt(k.retire_after),
+        "private_key": k.private_key,
+    }
+
+
+def to_dict(state: AccountState) -> dict[str, Any]:
+    """JSON-safe record as written to Vault."""
+    kinds: dict[str, Any] = {}
+    for name, ks in sorted(state.kinds.items()):
+        kinds[name] = {
+            "current": None if ks.current is None else _key_to_dict(ks.current),
+            "retiring": [_key_to_dict(k) for k in ks.retiring],
+            "pending": None
+            if ks.pending is None
+            else {
+                "phase": ks.pending.phase,
+                "title": ks.pending.title,
+                "reason": ks.pending.reason,
+                "started_at": rfc3339(ks.pending.started_at),
+                "key_id": ks.pending.key_id,
+                "public_key": ks.pending.public_key,
+                "key_hash": ks.pending.key_hash,
+                "private_key": ks.pending.private_key,
+            },
+            "last": None
+            if ks.last is None
+            else {
+                "outcome": ks.last.outcome,
+                "at": rfc3339(ks.last.at),
+                "reason": ks.last.reason,
+                "key_id": ks.last.key_id,
+                "error": ks.last.error,
+            },
+            "last_success": _dt(ks.last_success),
+        }
+    bearer = None
+    if state.bearer is not None:
+        bearer = {
+            "issued_at": rfc3339(state.bearer.issued_at),
+            "expires_at": rfc3339(state.bearer.expires_at),
+            "minted_with": state.bearer.minted_with,
+        }
+    return {"schema": SCHEMA, "kinds": kinds, "bearer": bearer}
+
+
+class _Reader:
+    """Strict field access that turns any nonsense into one CorruptState line."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, what: str) -> CorruptState:
+        return CorruptState(f"state record {self.where}: {what}")
+
+    def obj(self, value: object, name: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(f"'{name}' is not an object")
+        return cast(Mapping[str, Any], value)
+
+    def s(self, m: Mapping[str, Any], name: str, *, optional: bool = False) -> str | None:
+        v = m.get(name)
+        if v is None and optional:
+            return None
+        if not isinstance(v, str) or not v:
+            raise self.fail(f"'{name}' is missing or not a string")
+        return v
+
+    def req(self, m: Mapping[str, Any], name: str) -> str:
+        v = self.s(m, name)
+        assert v is not None
+        return v
+
+    def dt(self, m: Mapping[str, Any], name: str, *, optional: bool = False) -> datetime | None:
+        v = self.s(m, name, optional=optional)
+        if v is None:
+            return None
+        try:
+            return parse_rfc3339(v)
+        except ValueError:
+            raise self.fail(f"'{name}' is not an RFC 3339 UTC time") from None
+
+    def reqdt(self, m: Mapping[str, Any], name: str) -> datetime:
+        v = self.dt(m, name)
+        assert v is not None
+        return v
+
+
+def _key_from(r: _Reader, raw: object, name: str) -> KeyRecord:
+    m = r.obj(raw, name)
+    origin = r.req(m, "origin")
+    if origin not in ("uploaded", "generated"):
+        raise r.fail(f"'{name}.origin' must be 'uploaded' or 'generated'")
+    return KeyRecord(
+        key_id=r.req(m, "key_id"),
+        key_hash=r.req(m, "key_hash"),
+        public_key=r.req(m, "public_key"),
+        title=r.req(m, "title"),
+        origin=cast(Origin, origin),
+        issued_at=r.reqdt(m, "issued_at"),
+        expires_at=r.reqdt(m, "expires_at"),
+        retire_after=r.dt(m, "retire_after", optional=True),
+        private_key=r.req(m, "private_key"),
+    )
+
+
+def from_dict(data: Mapping[str, Any] | None, version: int, *, account: str) -> AccountState:
+    """Parse the record; raise CorruptState (one line, no secrets) if it is not ours."""
+    if data is None:
+        return AccountState(version=version)
+    r = _Reader(f"for account '{account}'")
+    root = r.obj(data, "record")
+    if root.get("schema") != SCHEMA:
+        raise r.fail(f"unknown schema {root.get('schema')!r} (expected {SCHEMA})")
+    kinds: dict[str, KindState] = {}
+    for name, raw in r.obj(root.get("kinds", {}), "kinds").items():
+        if name not in KEY_KINDS:
+            raise r.fail(f"unknown credential kind '{name}'")
+        m = r.obj(raw, name)
+        current = None if m.get("current") is None else _key_from(r, m["current"], "current")
+        retiring_raw = m.get("retiring", [])
+        if not isinstance(retiring_raw, list):
+            raise r.fail("'retiring' is not a list")
+        retiring = tuple(_key_from(r, k, "retiring") for k in retiring_raw)
+        pending = None
+        if m.get("pending") is not None:
+            p = r.obj(m["pending"], "pending")
+            phase = r.req(p, "phase")
+            if phase not in ("intent", "registered"):
+                raise r.fail("'pending.phase' must be 'intent' or 'registered'")
+            pending = Pending(
+                phase=cast(Phase, phase),
+                title=r.req(p, "title"),
+                reason=r.req(p, "reason"),
+                started_at=r.reqdt(p, "started_at"),
+                key_id=r.s(p, "key_id", optional=True),
+                public_key=r.s(p, "public_key", optional=True),
+                key_hash=r.s(p, "key_hash", optional=True),
+                private_key=r.s(p, "private_key", optional=True),
+            )
+            if phase == "registered" and (pending.key_id is None or pending.private_key is None):
+                raise r.fail("a registered pending key needs 'key_id' and 'private_key'")
+        last = None
+        if m.get("last") is not None:
+            lm = r.obj(m["last"], "last")
+            last = LastRun(
+                outcome=r.req(lm, "outcome"),
+                at=r.reqdt(lm, "at"),
+                reason=r.req(lm, "reason"),
+                key_id=r.s(lm, "key_id", optional=True),
+                error=r.s(lm, "error", optional=True),
+            )
+        kinds[name] = KindState(
+            current=current,
+            retiring=retiring,
+            pending=pending,
+            last=last,
+            last_success=r.dt(m, "last_success", optional=True),
+        )
+    bearer = None
+    if root.get("bearer") is not None:
+        b = r.obj(root["bearer"], "bearer")
+        bearer = BearerState(
+            issued_at=r.reqdt(b, "issued_at"),
+            expires_at=r.reqdt(b, "expires_at"),
+            minted_with=r.req(b, "minted_with"),
+        )
+    return AccountState(kinds=kinds, bearer=bearer, version=version)
+
+
+def public_view(state: AccountState) -> dict[str, Any]:
+    """The record without any private key: safe for ``status --json`` and logs."""
+    d = to_dict(state)
+    for ks in d["kinds"].values():
+        for key in [ks["current"], ks["pending"], *ks["retiring"]]:
+            if key is not None:
+                key.pop("private_key", None)
+    return d
