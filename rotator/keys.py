@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from rotator.errors import KeyFormatError
@@ -42,10 +43,14 @@ def _public_line(public_key: Ed25519PublicKey, comment: str) -> str:
     return f"{line} {comment}" if comment else line
 
 
-def generate(comment: str = "") -> KeyPair:
-    """A fresh Ed25519 key pair; ``comment`` ends the public line (no newlines allowed)."""
+def _check_comment(comment: str) -> None:
     if "\n" in comment or "\r" in comment:
         raise ValueError("a public-key comment cannot contain a newline")
+
+
+def generate(comment: str = "") -> KeyPair:
+    """A fresh Ed25519 key pair; ``comment`` ends the public line (no newlines allowed)."""
+    _check_comment(comment)
     private = Ed25519PrivateKey.generate()
     text = private.private_bytes(
         serialization.Encoding.PEM,
@@ -53,7 +58,20 @@ def generate(comment: str = "") -> KeyPair:
         serialization.NoEncryption(),
     ).decode("ascii")
     public = private.public_key()
-    return KeyPair(private_openssh=text, public_line=_public_line(public, comment), key_id=key_id_of(public))
+    return KeyPair(
+        private_openssh=text, public_line=_public_line(public, comment), key_id=key_id_of(public)
+    )
+
+
+def _kind(key: object) -> str:
+    for cls, name in (
+        (rsa.RSAPrivateKey, "RSA"),
+        (ec.EllipticCurvePrivateKey, "ECDSA"),
+        (dsa.DSAPrivateKey, "DSA"),
+    ):
+        if isinstance(key, cls):
+            return name
+    return "not Ed25519"
 
 
 def _parse_private(text: str) -> Ed25519PrivateKey:
@@ -62,30 +80,35 @@ def _parse_private(text: str) -> Ed25519PrivateKey:
         raise KeyFormatError(
             "private key is not in OpenSSH format (expected '-----BEGIN OPENSSH PRIVATE KEY-----')"
         )
+    key: object = None
+    problem: str | None = None
     try:
         key = serialization.load_ssh_private_key(stripped.encode("ascii"), password=None)
-    except (ValueError, TypeError, UnicodeError):
-        # The library's message may quote the key; never chain it.
-        raise KeyFormatError(
-            "private key could not be read (corrupt, truncated or passphrase-protected OpenSSH key)"
-        ) from None
+    except TypeError:
+        problem = "private key is passphrase-protected; Encord takes unencrypted keys only"
     except Exception:
-        raise KeyFormatError("private key could not be read") from None
+        # cryptography's message (or a UnicodeError's ``object``) may hold the key text.
+        problem = "private key could not be read (corrupt or truncated OpenSSH key)"
+    if problem is not None:
+        # Raised outside the ``except`` block so that not even ``__context__`` keeps the
+        # library's exception, whose text or attributes may quote the key.
+        raise KeyFormatError(problem)
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFormatError(
-            f"private key is {type(key).__name__.removesuffix('PrivateKey') or 'not Ed25519'}, "
-            "Encord takes Ed25519 keys only"
-        )
+        raise KeyFormatError(f"private key is {_kind(key)}, Encord takes Ed25519 keys only")
     return key
 
 
 def load_private(text: str, comment: str = "") -> KeyPair:
     """Parse OpenSSH private text; raise :class:`KeyFormatError` (no key text) if it is not
     an unencrypted Ed25519 key."""
+    _check_comment(comment)
     key = _parse_private(text)
     public = key.public_key()
-    stripped = text.strip() + "\n"
-    return KeyPair(private_openssh=stripped, public_line=_public_line(public, comment), key_id=key_id_of(public))
+    return KeyPair(
+        private_openssh=text.strip() + "\n",
+        public_line=_public_line(public, comment),
+        key_id=key_id_of(public),
+    )
 
 
 def parse_public_line(line: str) -> Ed25519PublicKey:
@@ -93,12 +116,13 @@ def parse_public_line(line: str) -> Ed25519PublicKey:
     parts = line.strip().split()
     if len(parts) < 2 or parts[0] != "ssh-ed25519":
         raise KeyFormatError("public key is not an 'ssh-ed25519 AAAA...' OpenSSH line")
+    key: object = None
     try:
         key = serialization.load_ssh_public_key(f"{parts[0]} {parts[1]}".encode("ascii"))
-    except (ValueError, TypeError, UnicodeError):
-        raise KeyFormatError("public key could not be decoded") from None
     except Exception:
-        raise KeyFormatError("public key could not be decoded") from None
+        key = None
+    if key is None:
+        raise KeyFormatError("public key could not be decoded")
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFormatError("public key is not Ed25519")
     return key
