@@ -1,11 +1,12 @@
 """Encord v2 request signing (HTTP message signatures, Ed25519), and its verifier.
 
-The signed message is four lines joined by ``\\n``::
+The signed message is four lines joined by ``\\n`` (the last one ends
+``;alg="ed25519"``)::
 
     "@method": GET
     "@request-target": /v2/public/user/bearer-token
     "content-digest": sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:
-    "@signature-params": ("@method" "@request-target" "content-digest");created=...;keyid="...";alg="ed25519"
+    "@signature-params": ("@method" "@request-target" "content-digest");created=...;keyid=...
 
 This is byte-for-byte what the ``encord`` SDK (``encord.http.v2.request_signer``) sends; the
 test suite proves it against the SDK itself. The verifier is what the sandbox uses, and is as
@@ -157,6 +158,10 @@ def verify(
         raw = base64.b64decode(s.group("sig"), validate=True)
     except (binascii.Error, ValueError):
         raise SignatureError("malformed Signature") from None
+    if base64.b64encode(raw).decode("ascii") != s.group("sig"):
+        # Non-canonical base64 (stray padding bits) decodes to the same bytes: a changed header
+        # must not verify.
+        raise SignatureError("malformed Signature")
     key_id = m.group("keyid")
     public = lookup(key_id)
     if public is None:
