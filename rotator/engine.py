@@ -236,8 +236,18 @@ class Engine:
 
     # --- the check --------------------------------------------------------------------------
 
-    def check(self, *, dry_run: bool = False, force: frozenset[str] = frozenset()) -> CheckResult:
-        """One full check: reconcile, revoke, rotate what is due, refresh the bearer token."""
+    def check(
+        self,
+        *,
+        dry_run: bool = False,
+        force: frozenset[str] = frozenset(),
+        stop: Callable[[], bool] = lambda: False,
+    ) -> CheckResult:
+        """One full check: reconcile, revoke, rotate what is due, refresh the bearer token.
+
+        ``stop`` is asked between actions: a stopping daemon ends the check after the step in
+        hand, whose record is then complete.
+        """
         result = CheckResult(account=self.account.name)
         with self._open() as run:
             if run is None:
@@ -253,6 +263,9 @@ class Engine:
                 log.info("plan.decided", dry_run=True, actions=describe(actions))
                 return result
             for action in actions:
+                if stop() and not isinstance(action, Wait):
+                    log.info("check.stopped_early", remaining=len(actions))
+                    break
                 outcome = self._execute(run, action)
                 if outcome:
                     result.outcomes.append(outcome)

@@ -1,0 +1,346 @@
+"""Subcommands, each a thin call into the core. ``main(argv) -> exit code``.
+
+Exit codes: 0 success (and a clean stop on SIGTERM/SIGINT), 1 a peer refused or failed
+(Vault or Encord), 2 bad configuration or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import structlog
+
+from rotator import __version__, logs
+from rotator.config import Settings, format_duration, from_env
+from rotator.engine import Engine
+from rotator.errors import (
+    AccessDenied,
+    ConfigError,
+    KeyFormatError,
+    RotatorError,
+    StoreUnavailable,
+    TransientError,
+)
+
+log = structlog.get_logger("rotator.cli")
+
+ENV_HELP = """\
+configuration (environment variables):
+  VAULT_ADDR, VAULT_TOKEN       Vault address and token (required; or VAULT_TOKEN_FILE)
+  VAULT_CACERT, VAULT_NAMESPACE TLS CA bundle, namespace (optional)
+  VAULT_CLIENT_TIMEOUT          per-request timeout towards Vault (default 5s)
+  ROTATOR_VAULT_MOUNT           KV v2 mount (default secret)
+  ROTATOR_VAULT_PREFIX          path prefix (default encord)
+  ENCORD_DOMAIN                 Encord API base (default https://api.encord.com)
+  ROTATOR_ACCOUNTS              name=serviceAccountHash[,name=hash...] (required)
+  ROTATOR_CREDENTIALS           ssh-key,api-key,bearer-token (default ssh-key,bearer-token)
+  ROTATOR_KEY_TTL               key lifetime (default 90d)
+  ROTATOR_ROTATE_BEFORE         rotate when less than this is left (default 14d)
+  ROTATOR_GRACE                 previous key stays valid this long (default 24h)
+  ROTATOR_KEY_CAP               keys the account may hold at Encord (default 5)
+  ROTATOR_BEARER_TTL            bearer token lifetime (default 1h)
+  ROTATOR_CHECK_INTERVAL        how often each account is checked (default 5m)
+  ROTATOR_JITTER                random extra delay per check (default 30s)
+  ROTATOR_MAX_CONCURRENCY       accounts worked on at once (default 4)
+  ROTATOR_LEASE_TTL             per-account lease expiry (default 3 x (interval + jitter))
+  ROTATOR_LOG_FORMAT            json or console (default json)
+  ROTATOR_LOG_LEVEL             debug, info, warning, error (default info)
+  ROTATOR_DRY_RUN               decide and log, change nothing (default false)
+  ROTATOR_HTTP_ADDR             health/metrics listener host:port (default 0.0.0.0:8080)
+durations: 500ms, 4s, 2m, 24h, 90d and sums like 1h30m.
+exit codes: 0 ok, 1 Vault or Encord refused or failed, 2 bad configuration or input.
+"""
+
+
+def _log_format(environ: Mapping[str, str]) -> tuple[str, str]:
+    """The log format and level, leniently: a bad value is reported by from_env later."""
+    fmt = environ.get("ROTATOR_LOG_FORMAT", "json").strip().lower()
+    level = environ.get("ROTATOR_LOG_LEVEL", "info").strip().lower()
+    return (fmt if fmt in logs.FORMATS else "json", level if level in logs.LEVELS else "info")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (JSON in json mode), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        fmt, _ = _log_format(os.environ)
+        if fmt == "json":
+            line = json.dumps({"event": "cli.usage_error", "level": "error", "error": message})
+            print(line, file=sys.stderr)
+        else:
+            print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rotator",
+        description=(
+            "Keeps Encord service-account keys and bearer tokens fresh in HashiCorp Vault "
+            "(KV v2): issues new keys before the old ones expire, proves they work, stores "
+            "them, and revokes the old ones after a grace period."
+        ),
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rotator {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser("run", help="run the daemon (until SIGTERM/SIGINT)")
+
+    p = sub.add_parser(
+        "bootstrap", help="adopt a key an admin made in the Encord UI as the current ssh-key"
+    )
+    p.add_argument("name", help="account name from ROTATOR_ACCOUNTS")
+    p.add_argument(
+        "--private-key-file", required=True, metavar="F",
+        help="OpenSSH Ed25519 private key file (the file the Encord UI downloaded)",
+    )
+
+    p = sub.add_parser("rotate", help="rotate an account's key now (cap and grace still apply)")
+    p.add_argument("name", help="account name from ROTATOR_ACCOUNTS")
+    p.add_argument(
+        "--credential", choices=("ssh-key", "api-key"), default="ssh-key",
+        help="which key to rotate (default ssh-key)",
+    )
+
+    p = sub.add_parser("plan", help="what each account needs now and why; writes nothing")
+    p.add_argument("--json", action="store_true", help="one JSON document")
+
+    p = sub.add_parser("status", help="per account: current key, age, expiry, keys vs cap")
+    p.add_argument("--json", action="store_true", help="one JSON document")
+
+    p = sub.add_parser(
+        "demo",
+        help="embedded OpenBao + Encord sandbox + daemon with seconds-scale timings",
+    )
+    p.add_argument(
+        "--duration", type=float, default=0.0, metavar="S",
+        help="stop by itself after S seconds (default: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--workdir", default=None, metavar="DIR",
+        help="where the demo keeps its files (default: a new temporary folder)",
+    )
+
+    sub.add_parser(
+        "sandbox",
+        help="run the local Encord sandbox (see 'rotator sandbox --help')",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["sandbox"]:
+        from rotator.sandbox.cli import main as sandbox_main  # the daemon never imports it
+
+        return sandbox_main(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    fmt, level = _log_format(os.environ)
+    # The daemon and the demo log to stdout; the one-shot commands keep stdout for results.
+    stream = sys.stdout if args.command in ("run", "demo") else sys.stderr
+    logs.configure(fmt=fmt, level=level, stream=stream)
+    if args.command == "demo":
+        from rotator.demo import run_demo
+
+        return run_demo(duration=args.duration, workdir=args.workdir)
+    try:
+        settings = from_env(os.environ)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("config.invalid", problem=problem)
+        return 2
+    logs.register_secret(settings.vault.token)
+    try:
+        if args.command == "run":
+            return cmd_run(settings)
+        if args.command == "bootstrap":
+            return cmd_bootstrap(settings, args.name, args.private_key_file)
+        if args.command == "rotate":
+            return cmd_rotate(settings, args.name, args.credential)
+        if args.command == "plan":
+            return cmd_plan(settings, as_json=args.json)
+        if args.command == "status":
+            return cmd_status(settings, as_json=args.json)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("config.invalid", problem=problem)
+        return 2
+    except KeyFormatError as exc:
+        log.error("input.invalid", error=str(exc))
+        return 2
+    except StoreUnavailable as exc:
+        log.error("vault.unreachable", error=str(exc), hint="check VAULT_ADDR")
+        return 1
+    except AccessDenied as exc:
+        log.error("access.denied", error=str(exc), status=exc.status)
+        return 1
+    except (TransientError, RotatorError) as exc:
+        log.error("command.failed", error_type=type(exc).__name__, error=str(exc))
+        return 1
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def _engine_for(settings: Settings, name: str) -> Engine:
+    from rotator.daemon import make_engines, open_store, wait_for_vault
+    from rotator.encord.registry import registry_factory
+
+    if name not in {a.name for a in settings.accounts}:
+        raise ConfigError(f"account '{name}' is not in ROTATOR_ACCOUNTS")
+    store = open_store(settings)
+    wait_for_vault(store, deadline=5.0)
+    return make_engines(settings, store, registry_factory(settings.encord_domain))[name]
+
+
+def cmd_run(settings: Settings) -> int:
+    from rotator.daemon import Daemon, wait_for_vault
+
+    daemon = Daemon(settings)
+    try:
+        wait_for_vault(daemon.store)
+    except StoreUnavailable as exc:
+        log.error("daemon.vault_unreachable", error=str(exc), hint="check VAULT_ADDR")
+        return 1
+    except AccessDenied as exc:
+        log.error("daemon.vault_denied", error=str(exc), hint="check VAULT_TOKEN")
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("daemon.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.run_until(stop)
+    return 0
+
+
+def cmd_bootstrap(settings: Settings, name: str, key_file: str) -> int:
+    try:
+        with open(key_file, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"--private-key-file: cannot read '{key_file}': {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise KeyFormatError("--private-key-file: not a text file") from None
+    engine = _engine_for(settings, name)
+    with structlog.contextvars.bound_contextvars(account=name):
+        try:
+            record = engine.bootstrap(text)
+        except AccessDenied as exc:
+            if exc.status == 401:
+                log.error(
+                    "bootstrap.refused",
+                    error="the key does not authenticate at ENCORD_DOMAIN "
+                    "(unknown, deleted, or another region's key)",
+                )
+                return 1
+            raise
+    print(json.dumps({"event": "bootstrap.done", "account": name, "key_id": record.key_id,
+                      "key_hash": record.key_hash}))
+    return 0
+
+
+def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
+    if credential not in settings.key_kinds:
+        raise ConfigError(f"--credential: '{credential}' is not in ROTATOR_CREDENTIALS")
+    engine = _engine_for(settings, name)
+    with structlog.contextvars.bound_contextvars(account=name):
+        result = engine.check(force=frozenset({credential}), dry_run=settings.dry_run)
+    print(json.dumps({"event": "rotate.done", "account": name, "outcomes": result.outcomes}))
+    ok = not any(o in ("failed", "blocked_by_cap", "not_bootstrapped") for o in result.outcomes)
+    return 0 if ok else 1
+
+
+def cmd_plan(settings: Settings, *, as_json: bool) -> int:
+    from rotator.policy import describe
+
+    out: list[dict[str, Any]] = []
+    for account in settings.accounts:
+        engine = _engine_for(settings, account.name)
+        out.append({"account": account.name, "actions": describe(engine.plan())})
+    if as_json:
+        print(json.dumps({"event": "plan", "accounts": out}, indent=None))
+    else:
+        for entry in out:
+            print(f"{entry['account']}:")
+            for a in entry["actions"]:
+                rest = ", ".join(f"{k}={v}" for k, v in a.items() if k != "action")
+                print(f"  {a['action']:<15} {rest}")
+    return 0
+
+
+def status_of(settings: Settings, name: str) -> dict[str, Any]:
+    """One account's status, JSON-safe and free of secrets."""
+    engine = _engine_for(settings, name)
+    state = engine.load_state()
+    now = datetime.now(UTC)
+    entry: dict[str, Any] = {"account": name, "key_cap": settings.key_cap}
+    signer = state.signer()
+    if signer is not None:
+        from rotator import keys
+
+        signer_key = keys.load_private(signer.private_key)
+        registry = engine.registry_factory(engine.account.hash, signer_key)
+        try:
+            entry["keys_at_encord"] = len(registry.list_keys())
+        except RotatorError as exc:
+            entry["keys_at_encord"] = None
+            entry["encord_error"] = str(exc)
+        finally:
+            registry.close()
+    for kind in settings.key_kinds:
+        ks = state.kind(kind)
+        k: dict[str, Any] = {}
+        if ks.current is not None:
+            k.update(
+                key_id=ks.current.key_id,
+                age=format_duration(max(now - ks.current.issued_at, now - now)),
+                expires_in=format_duration(max(ks.current.expires_at - now, now - now)),
+                expires_at=ks.current.expires_at.isoformat(),
+            )
+        k["retiring"] = [r.key_id for r in ks.retiring]
+        k["pending"] = ks.pending.phase if ks.pending else None
+        if ks.last is not None:
+            k["last_rotation"] = {
+                "outcome": ks.last.outcome, "at": ks.last.at.isoformat(), "reason": ks.last.reason,
+            }
+        entry[kind] = k
+    if state.bearer is not None:
+        entry["bearer-token"] = {"expires_at": state.bearer.expires_at.isoformat()}
+    return entry
+
+
+def cmd_status(settings: Settings, *, as_json: bool) -> int:
+    out = [status_of(settings, a.name) for a in settings.accounts]
+    if as_json:
+        print(json.dumps({"event": "status", "accounts": out}))
+        return 0
+    for e in out:
+        print(f"{e['account']}: keys at Encord {e.get('keys_at_encord', '?')}/{e['key_cap']}")
+        for kind in settings.key_kinds:
+            k = e.get(kind, {})
+            if "key_id" in k:
+                line = f"  {kind}: {k['key_id'][:16]}  age {k['age']}  expires in {k['expires_in']}"
+            else:
+                line = f"  {kind}: none"
+            last = k.get("last_rotation")
+            if last:
+                line += f"  last: {last['outcome']} ({last['reason']}) at {last['at']}"
+            print(line)
+    return 0

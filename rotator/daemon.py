@@ -1,0 +1,296 @@
+"""Wiring: settings -> adapters (Vault, Encord) -> one engine per account -> the scheduler.
+
+``rotator run`` builds a :class:`Daemon` and calls :meth:`Daemon.run`, which blocks until
+SIGTERM/SIGINT. Each account has one APScheduler interval job (``max_instances=1``,
+coalescing, jitter) and, when something falls due before the next interval, a one-off job
+at that moment; a per-account lock keeps the two from overlapping. Failures are logged and
+ridden out with exponential back-off: once running, the daemon never exits on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from rotator import logs
+from rotator.config import Settings, settings_summary
+from rotator.encord.registry import registry_factory
+from rotator.engine import AccountRef, CheckResult, Engine, RegistryFactory, SecretStore
+from rotator.errors import (
+    AccessDenied,
+    PermanentError,
+    RotatorError,
+    StoreConflict,
+    StoreUnavailable,
+    TransientError,
+)
+from rotator.policy import Policy
+from rotator.vault import VaultStore, connect
+
+log = structlog.get_logger("rotator.daemon")
+
+STARTUP_DEADLINE = 12.0  # seconds to wait for Vault at start-up (the promise is < 15 s)
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+class ShutdownRequested(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a check's waits when the daemon is stopping; the record is consistent."""
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        key_ttl=settings.key_ttl,
+        rotate_before=settings.rotate_before,
+        grace=settings.grace,
+        key_cap=settings.key_cap,
+        kinds=settings.key_kinds,
+        bearer="bearer-token" in settings.credentials,
+        bearer_ttl=settings.bearer_ttl,
+        check_interval=settings.check_interval,
+        jitter=settings.jitter,
+    )
+
+
+def open_store(settings: Settings) -> VaultStore:
+    v = settings.vault
+    client = connect(
+        v.addr,
+        v.token,
+        cacert=v.cacert,
+        namespace=v.namespace,
+        timeout=v.timeout.total_seconds(),
+    )
+    return VaultStore(client, mount=v.mount, prefix=v.prefix)
+
+
+def wait_for_vault(store: VaultStore, deadline: float = STARTUP_DEADLINE) -> None:
+    """Vault answers and accepts the token, or raise (within ``deadline`` seconds).
+
+    An unreachable Vault is retried until the deadline (it may be starting next to us); a
+    refused token or a wrong mount is final at once.
+    """
+    end = time.monotonic() + deadline
+    delay = 0.25
+    while True:
+        try:
+            store.check()
+            return
+        except StoreUnavailable:
+            if time.monotonic() + delay >= end:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def make_engines(
+    settings: Settings,
+    store: SecretStore,
+    factory: RegistryFactory,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Engine]:
+    policy = policy_from(settings)
+    return {
+        a.name: Engine(
+            account=AccountRef(a.name, a.hash),
+            store=store,
+            registry_factory=factory,
+            policy=policy,
+            sleep=sleep,
+        )
+        for a in settings.accounts
+    }
+
+
+@dataclass
+class AccountHealth:
+    """What the last checks of one account said (for back-off, status and readiness)."""
+
+    failures: int = 0
+    not_before: float = 0.0
+    last_check: datetime | None = None
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    last_result: CheckResult | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Daemon:
+    """The long-running process: schedules a check per account, until told to stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: VaultStore | None = None,
+        factory: RegistryFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.store = store if store is not None else open_store(settings)
+        self.factory = factory if factory is not None else registry_factory(
+            settings.encord_domain,
+            timeout=httpx.Timeout(10.0, connect=5.0),
+        )
+        self.engines = make_engines(settings, self.store, self.factory, sleep=self._sleep)
+        self.health = {name: AccountHealth() for name in self.engines}
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=settings.max_concurrency)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
+            raise ShutdownRequested("daemon is stopping")
+
+    # --- one check --------------------------------------------------------------------------
+
+    def check_account(self, name: str) -> CheckResult | None:
+        """Run one check of ``name`` now unless it is already running or backing off."""
+        h = self.health[name]
+        if self.stopping.is_set() or not h.lock.acquire(blocking=False):
+            return None
+        try:
+            if time.monotonic() < h.not_before:
+                return None
+            return self._check_locked(name, h)
+        finally:
+            h.lock.release()
+
+    def _check_locked(self, name: str, h: AccountHealth) -> CheckResult | None:
+        engine = self.engines[name]
+        run_id = uuid.uuid4().hex[:12]
+        with structlog.contextvars.bound_contextvars(account=name, run_id=run_id):
+            h.last_check = datetime.now(UTC)
+            try:
+                result = engine.check(dry_run=self.settings.dry_run, stop=self.stopping.is_set)
+            except ShutdownRequested:
+                log.info("check.interrupted", reason="shutdown")
+                return None
+            except StoreConflict as exc:
+                # Someone else moved first: not a failure, re-plan on the next check.
+                log.info("vault.write_conflict", error=str(exc))
+                return None
+            except RotatorError as exc:
+                self._failed(name, h, exc)
+                return None
+            except Exception as exc:
+                # A bug, not an outage: log it with its type (never its text, which may hold
+                # data from a peer) and keep the daemon alive.
+                log.exception("check.crashed", error_type=type(exc).__name__)
+                self._failed(name, h, exc)
+                return None
+            h.failures = 0
+            h.not_before = 0.0
+            h.last_ok = h.last_check
+            h.last_error = None
+            h.last_result = result
+            log.debug("check.finished", outcomes=result.outcomes, keys_held=result.keys_held)
+            self._schedule_due(name, result)
+            return result
+
+    def _failed(self, name: str, h: AccountHealth, exc: BaseException) -> None:
+        h.failures += 1
+        interval = self.settings.check_interval.total_seconds()
+        backoff = min(interval * 2 ** (h.failures - 1), MAX_BACKOFF.total_seconds())
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            backoff = max(backoff, float(retry_after))
+        if h.failures == 1:
+            backoff = 0.0  # the next regular check is the first retry
+        h.not_before = time.monotonic() + backoff
+        h.last_error = type(exc).__name__
+        kind = (
+            "transient"
+            if isinstance(exc, TransientError)
+            else "access_denied"
+            if isinstance(exc, AccessDenied)
+            else "permanent"
+            if isinstance(exc, PermanentError)
+            else "internal"
+        )
+        message = str(exc) if isinstance(exc, RotatorError) else type(exc).__name__
+        log.error(
+            "check.failed",
+            error_kind=kind,
+            error_type=type(exc).__name__,
+            error=message,
+            failures=h.failures,
+            backoff_s=round(backoff, 1),
+        )
+
+    def _schedule_due(self, name: str, result: CheckResult) -> None:
+        """When something falls due before the next interval run, check at that moment."""
+        due = result.next_due
+        if due is None or self.stopping.is_set():
+            return
+        job = self.scheduler.get_job(f"check:{name}")
+        next_run = job.next_run_time if job is not None else None
+        if next_run is not None and due >= next_run:
+            return
+        run_at = max(due, datetime.now(UTC)) + timedelta(milliseconds=50)
+        self.scheduler.add_job(
+            self.check_account,
+            "date",
+            args=[name],
+            id=f"due:{name}",
+            run_date=run_at,
+            replace_existing=True,
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the scheduler: every account is checked at once (start-up reconciliation),
+        then every CHECK_INTERVAL plus jitter."""
+        s = self.settings
+        for name in self.engines:
+            self.scheduler.add_job(
+                self.check_account,
+                IntervalTrigger(
+                    seconds=s.check_interval.total_seconds(),
+                    jitter=s.jitter.total_seconds() or None,
+                    timezone=UTC,
+                ),
+                args=[name],
+                id=f"check:{name}",
+                next_run_time=datetime.now(UTC),
+            )
+        self.scheduler.start()
+        log.info(
+            "daemon.started",
+            accounts=[a.name for a in s.accounts],
+            settings=settings_summary(s),
+        )
+
+    def stop(self, reason: str = "signal") -> None:
+        """Stop scheduling; let running checks finish their current step; return."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        log.info("daemon.stopping", reason=reason)
+        self.scheduler.shutdown(wait=True)
+        log.info("daemon.stopped")
+
+    def run_until(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set (by a signal handler), then shut down cleanly."""
+        self.start()
+        while not stop.wait(0.5):
+            pass
+        self.stop()
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """Tell the log redactor the secret values this process was given."""
+    logs.register_secret(settings.vault.token)

@@ -1,0 +1,158 @@
+"""``rotator demo``: an embedded OpenBao dev server, the Encord sandbox and the daemon.
+
+Seconds-scale timings (key TTL 12s, rotate 6s before expiry, 3s grace, checks every second)
+so several issue -> verify -> store -> revoke cycles show in the logs within 30 s. A consumer
+thread plays a pipeline: it reads the newest key from Vault every 2 s and calls the sandbox
+with it. Ctrl-C (or ``--duration``) stops all three cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+import structlog
+
+from rotator import keys, logs
+from rotator.config import from_env
+from rotator.daemon import Daemon, open_store, wait_for_vault
+from rotator.devtools.openbao import OpenBaoDev
+from rotator.encord.client import EncordClient, RetryPolicy
+from rotator.encord.signing import EncordAuth
+from rotator.errors import RotatorError
+from rotator.sandbox import Sandbox
+
+log = structlog.get_logger("rotator.demo")
+
+ACCOUNT, ACCOUNT_HASH = "demo", "sa-demo"
+
+DEMO_ENV = {
+    "ROTATOR_ACCOUNTS": f"{ACCOUNT}={ACCOUNT_HASH}",
+    "ROTATOR_CREDENTIALS": "ssh-key,bearer-token",
+    "ROTATOR_KEY_TTL": "12s",
+    "ROTATOR_ROTATE_BEFORE": "6s",
+    "ROTATOR_GRACE": "3s",
+    "ROTATOR_BEARER_TTL": "8s",
+    "ROTATOR_CHECK_INTERVAL": "1s",
+    "ROTATOR_JITTER": "0s",
+    "ROTATOR_HTTP_ADDR": "127.0.0.1:0",
+}
+
+
+def _consumer(vault_store: object, domain: str, stop: threading.Event) -> None:
+    """A pipeline: read the newest key from Vault, call Encord with it."""
+    from rotator.vault import VaultStore
+
+    assert isinstance(vault_store, VaultStore)
+    while not stop.wait(2.0):
+        try:
+            v = vault_store.read(f"{ACCOUNT}/ssh-key")
+            if v is None or v.data is None:
+                continue
+            kp = keys.load_private(str(v.data["private_key"]))
+            with EncordClient(domain, EncordAuth(kp), retry=RetryPolicy(attempts=1)) as client:
+                client.whoami()
+            log.info("consumer.authenticated", key_id=kp.key_id, vault_version=v.version)
+        except RotatorError as exc:
+            log.error("consumer.rejected", error=str(exc))
+
+
+def _summary(journal: Path) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    max_keys = 0
+    if journal.exists():
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            counts[entry.get("event", "?")] += 1
+            max_keys = max(max_keys, int(entry.get("key_count") or 0))
+    return {
+        "keys_added": counts["key.added"],
+        "keys_deleted": counts["key.deleted"],
+        "auth_failures": counts["auth.failed"],
+        "max_keys_held": max_keys,
+    }
+
+
+def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
+    """Run the demo until Ctrl-C/SIGTERM, or for ``duration`` seconds when > 0."""
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rotator-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("demo.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    bao = OpenBaoDev(log_path=str(work / "openbao.log"))
+    bootstrap_file = work / "bootstrap.key"
+    journal = work / "sandbox-journal.jsonl"
+    seed = {
+        "service_accounts": [
+            {
+                "name": ACCOUNT,
+                "hash": ACCOUNT_HASH,
+                "key_cap": 5,
+                "bootstrap_key_file": str(bootstrap_file),
+            }
+        ]
+    }
+    sandbox = Sandbox(seed, journal_path=journal)
+    daemon: Daemon | None = None
+    consumer: threading.Thread | None = None
+    try:
+        bao.start()
+        logs.register_secret(bao.root_token)
+        token_file = work / "vault-token"
+        token_file.write_text(bao.root_token, encoding="utf-8")
+        token_file.chmod(0o600)
+        sandbox.start()
+        env = dict(DEMO_ENV)
+        env.update(
+            VAULT_ADDR=bao.addr,
+            VAULT_TOKEN=bao.root_token,
+            ENCORD_DOMAIN=sandbox.url,
+            ROTATOR_LOG_FORMAT=os.environ.get("ROTATOR_LOG_FORMAT", "json"),
+        )
+        settings = from_env(env)
+        log.info(
+            "demo.ready",
+            vault_addr=bao.addr,
+            vault_login_file=str(token_file),
+            sandbox_url=sandbox.url,
+            workdir=str(work),
+            hint=f"VAULT_ADDR={bao.addr} VAULT_TOKEN=$(cat {token_file}) "
+            f"bao kv get secret/encord/{ACCOUNT}/ssh-key",
+        )
+        store = open_store(settings)
+        wait_for_vault(store)
+        daemon = Daemon(settings, store=store)
+        with structlog.contextvars.bound_contextvars(account=ACCOUNT):
+            record = daemon.engines[ACCOUNT].bootstrap(bootstrap_file.read_text(encoding="utf-8"))
+        log.info("demo.bootstrapped", key_id=record.key_id)
+        consumer = threading.Thread(
+            target=_consumer, args=(store, sandbox.url, stop), name="consumer", daemon=True
+        )
+        consumer.start()
+        daemon.start()
+        stop.wait(duration if duration > 0 else None)
+        return 0
+    except RotatorError as exc:
+        log.error("demo.failed", error_type=type(exc).__name__, error=str(exc))
+        return 1
+    finally:
+        stop.set()
+        if daemon is not None:
+            daemon.stop(reason="demo_ending")
+        if consumer is not None:
+            consumer.join(timeout=5)
+        sandbox.stop()
+        bao.stop()
+        log.info("demo.finished", **_summary(journal))
