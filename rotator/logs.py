@@ -1,0 +1,353 @@
+"""structlog configuration, and the redaction processor every log line passes through.
+
+:func:`configure` routes everything the process logs through one handler on the root
+logger, rendered by one :class:`structlog.stdlib.ProcessorFormatter`:
+
+- structlog events (``get_logger(...).info("key.registered", ...)``);
+- stdlib ``logging`` records from libraries (hvac, urllib3, apscheduler, httpx...);
+- Python warnings (``logging.captureWarnings``);
+- uncaught exceptions in the main thread and in other threads, and "unraisable"
+  exceptions (``__del__``, finalizers): one ``process.crashed`` / ``process.unraisable``
+  event with a structured traceback instead of a raw dump on stderr.
+
+In ``json`` mode each of those is one JSON object per line, with ``event``, ``level``,
+``logger`` and an ISO-8601 UTC ``timestamp``. Every event, whatever its source, passes
+through :func:`redact` last before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+import types
+from collections.abc import Mapping
+from typing import Any, Final, TextIO
+
+import structlog
+from structlog.processors import ExceptionRenderer
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED: Final = "[redacted]"
+
+FORMATS: Final = ("json", "console")
+LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+# Libraries whose INFO lines are per-request or per-job chatter.
+_NOISY_LOGGERS: Final = ("httpx", "httpcore", "apscheduler")
+
+# --------------------------------------------------------------------------------------
+# Redaction
+# --------------------------------------------------------------------------------------
+
+_SECRET_KEY_RE: Final = re.compile(
+    r"private_key|privatekey|token|secret|password|secret_id|authorization", re.IGNORECASE
+)
+_SECRET_TEXT_RE: Final = re.compile(
+    # A PEM/OpenSSH private key block; a block cut short (no END line) is masked to the end.
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*\Z)"
+    # Vault / OpenBao tokens: service, batch, recovery, and their legacy forms.
+    r"|\b(?:hvs|hvb|hvr|s|b|r)\.[A-Za-z0-9_-]{20,}\b"
+    # An HTTP bearer credential (8+ characters, so "the bearer of bad news" stays).
+    r"|\b(?i:bearer)\s+[^\s\"',;]{8,}",
+    re.DOTALL,
+)
+
+# Registered secrets are scanned for only in strings at least this long; shorter values
+# are not registered (they would mask ordinary words, and real secrets are far longer).
+MIN_SECRET_LENGTH: Final = 16
+# Bearer tokens are minted every hour forever: remember only the most recent secrets.
+MAX_SECRETS: Final = 4096
+
+_secrets_lock = threading.Lock()
+_secrets: dict[str, None] = {}  # insertion-ordered set
+_secrets_snapshot: tuple[str, ...] = ()  # what redact() scans; replaced, never mutated
+
+# Keys whose values are not user data; they are handled by their own processors.
+_PASSTHROUGH_KEYS: Final = frozenset({"_record", "_from_structlog"})
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` verbatim in every later log line (private keys, tokens...).
+
+    Values shorter than :data:`MIN_SECRET_LENGTH` are ignored. The daemon registers each
+    private key, bearer token and the Vault token it handles.
+    """
+    global _secrets_snapshot
+    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
+        return
+    candidates = {value, value.strip()}
+    with _secrets_lock:
+        for candidate in candidates:
+            if len(candidate) >= MIN_SECRET_LENGTH:
+                _secrets.pop(candidate, None)
+                _secrets[candidate] = None
+        while len(_secrets) > MAX_SECRETS:
+            del _secrets[next(iter(_secrets))]
+        # Longest first, so a secret that contains another is masked whole.
+        _secrets_snapshot = tuple(sorted(_secrets, key=len, reverse=True))
+
+
+def forget_secrets() -> None:
+    """Forget every registered secret (for tests)."""
+    global _secrets_snapshot
+    with _secrets_lock:
+        _secrets.clear()
+        _secrets_snapshot = ()
+
+
+def scrub(text: str) -> str:
+    """``text`` with private-key blocks, Vault tokens, bearer credentials and registered
+    secrets replaced by ``[redacted]``."""
+    if len(text) >= MIN_SECRET_LENGTH:
+        for secret in _secrets_snapshot:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+    return _SECRET_TEXT_RE.sub(REDACTED, text)
+
+
+def _redact_value(value: object) -> object:
+    if isinstance(value, str):
+        return scrub(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {key: _mask_or_redact(str(key), item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(item) for item in value]
+    # Anything else is rendered with repr() (or its __structlog__) by both renderers:
+    # scrub that text.
+    as_structlog = getattr(value, "__structlog__", None)
+    return scrub(str(as_structlog()) if callable(as_structlog) else repr(value))
+
+
+def _mask_or_redact(key: str, value: object) -> object:
+    if value is None or isinstance(value, bool):
+        return value  # "no token" / "has a token" reveals nothing
+    if _SECRET_KEY_RE.search(key):
+        return REDACTED
+    return _redact_value(value)
+
+
+def redact(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask secret-named fields and secret-looking text, recursively.
+
+    Values of keys matching ``private_key|privatekey|token|secret|password|secret_id|
+    authorization`` (case-insensitive, anywhere in the key) become ``[redacted]`` (``None``
+    and booleans are kept). Every string, however deep, is passed through :func:`scrub`.
+    Run it after exceptions are rendered to text or dicts, so their text is scrubbed too.
+    """
+    for key, value in list(event_dict.items()):
+        if key in _PASSTHROUGH_KEYS:
+            continue
+        if key == "exc_info" and not isinstance(value, str):
+            continue  # still to be rendered by an exception processor
+        event_dict[key] = _mask_or_redact(key, value)
+    return event_dict
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------
+
+_HANDLER_MARK: Final = "_rotator_handler"
+
+# Hooks and the root level as they were before the first configure(), restored by reset().
+_saved: dict[str, Any] = {}
+
+
+def _shared_processors() -> list[Processor]:
+    """What every event gets, structlog's own and foreign (stdlib) ones alike."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+_LEADING_KEYS: Final = ("timestamp", "level", "logger", "event")
+_json_dumps = structlog.processors.JSONRenderer()
+
+
+def _json_renderer(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+    """One JSON object, ``timestamp``, ``level``, ``logger`` and ``event`` first for reading."""
+    ordered = {key: event_dict.pop(key) for key in _LEADING_KEYS if key in event_dict}
+    ordered.update(event_dict)
+    return str(_json_dumps(logger, method_name, ordered))
+
+
+def _foreign_stack(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """A stdlib record's ``stack_info`` (already text) under the key structlog uses."""
+    stack = event_dict.pop("stack_info", None)
+    if isinstance(stack, str):
+        event_dict["stack"] = stack
+    return event_dict
+
+
+def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
+    """Exception rendering, then redaction, then the renderer."""
+    if fmt == "json":
+        # Structured traceback; no locals: a frame's locals may hold a key or a token.
+        exceptions: Processor = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        renderer: Processor = _json_renderer
+    else:
+        # Rendered to text *before* redaction, so the console shows the scrubbed text.
+        exceptions = structlog.processors.format_exc_info
+        isatty = getattr(stream, "isatty", None)
+        colors = bool(isatty and isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+    return [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        _foreign_stack,
+        exceptions,
+        redact,
+        renderer,
+    ]
+
+
+def configure(*, fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+    """Send every log line of the process, rendered as ``fmt``, to ``stream`` (stdout).
+
+    ``fmt`` is ``json`` or ``console``; ``level`` is ``debug``, ``info``, ``warning`` or
+    ``error``. Safe to call again: the previous configuration is replaced, not stacked.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if level not in LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
+    out = stream if stream is not None else sys.stdout
+    numeric_level = LEVELS[level]
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        context_class=dict,
+        # Not cached: loggers must follow a later configure() and capture_logs().
+        cache_logger_on_first_use=False,
+    )
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=_renderer_chain(fmt, out),
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+
+    root = logging.getLogger()
+    # This process logs through one handler: drop ours from an earlier call and any a
+    # library or basicConfig() added, so no line escapes in another format.
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        if getattr(old, _HANDLER_MARK, False):
+            old.close()
+    root.addHandler(handler)
+    _saved.setdefault("root.level", root.level)
+    root.setLevel(numeric_level)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, numeric_level))
+
+    logging.captureWarnings(True)
+    _install_hooks()
+
+
+def reset() -> None:
+    """Undo :func:`configure`: remove its handler, restore the hooks it replaced, and
+    reset structlog to its defaults (for tests)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, _HANDLER_MARK, False):
+            root.removeHandler(old)
+            old.close()
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    logging.captureWarnings(False)
+    if _saved:
+        root.setLevel(_saved.pop("root.level"))
+        sys.excepthook = _saved.pop("sys.excepthook")
+        threading.excepthook = _saved.pop("threading.excepthook")
+        sys.unraisablehook = _saved.pop("sys.unraisablehook")
+    structlog.reset_defaults()
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A structlog logger named ``name`` (the calling module's name when omitted)."""
+    if name is None:
+        name = str(sys._getframe(1).f_globals.get("__name__", "rotator"))
+    return structlog.stdlib.get_logger(name)
+
+
+# --------------------------------------------------------------------------------------
+# Uncaught exceptions
+# --------------------------------------------------------------------------------------
+
+_crash_log = structlog.stdlib.get_logger("rotator.crash")
+
+
+def _excepthook(
+    exc_type: type[BaseException],
+    exc: BaseException,
+    tb: types.TracebackType | None,
+) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        _crash_log.warning("process.interrupted", exc_type=exc_type.__name__)
+        return
+    _crash_log.critical(
+        "process.crashed",
+        exc_type=exc_type.__name__,
+        thread=threading.current_thread().name,
+        exc_info=(exc_type, exc, tb),
+    )
+
+
+def _threading_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return  # what threading's own hook does: a thread's sys.exit() is no crash
+    exc = args.exc_value if args.exc_value is not None else args.exc_type()
+    _crash_log.critical(
+        "process.crashed",
+        exc_type=args.exc_type.__name__,
+        thread=args.thread.name if args.thread is not None else None,
+        exc_info=(args.exc_type, exc, args.exc_traceback),
+    )
+
+
+def _unraisablehook(unraisable: Any) -> None:
+    exc_type = unraisable.exc_type
+    exc_info = (
+        (exc_type, unraisable.exc_value, unraisable.exc_traceback)
+        if unraisable.exc_value is not None
+        else None
+    )
+    _crash_log.error(
+        "process.unraisable",
+        exc_type=exc_type.__name__,
+        where=unraisable.err_msg or "Exception ignored in",
+        object=repr(unraisable.object) if unraisable.object is not None else None,
+        exc_info=exc_info,
+    )
+
+
+def _install_hooks() -> None:
+    if "sys.excepthook" not in _saved:
+        _saved["sys.excepthook"] = sys.excepthook
+        _saved["threading.excepthook"] = threading.excepthook
+        _saved["sys.unraisablehook"] = sys.unraisablehook
+    sys.excepthook = _excepthook
+    threading.excepthook = _threading_excepthook
+    sys.unraisablehook = _unraisablehook
