@@ -1,3 +1,3 @@
-"""Shared fixtures: a real OpenBao dev server and the Encord sandbox (see the plugin modules)."""
+"""Shared fixtures: a real OpenBao dev server, the Encord sandbox, and the secret scan."""
 
-pytest_plugins = ["tests.fixtures_openbao", "tests.fixtures_sandbox"]
+pytest_plugins = ["tests.secret_scan", "tests.fixtures_openbao", "tests.fixtures_sandbox"]

@@ -1,0 +1,130 @@
+"""Pytest plugin: no secret in anything the test suite logs or prints.
+
+Every test's captured stdout, stderr and log records, and the text of every failure, are
+scanned for private keys (OpenSSH/PEM blocks, or the base64 of ``openssh-key-v1`` that
+starts every OpenSSH private key body), OpenBao dev root tokens and Vault service tokens,
+and every secret value the suite handled: private keys made by :func:`rotator.keys.generate`
+and bearer tokens answered to :class:`rotator.encord.client.EncordClient`. Output of
+subprocesses is checked by tests with :func:`assert_no_secrets`.
+
+A finding fails the session (naming the test and the kind of secret, never the secret).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+import pytest
+
+from rotator import keys
+from rotator.encord import client as encord_client
+from rotator.model import BearerToken
+
+PATTERN = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"
+    r"|b3BlbnNzaC1rZXktdjE"  # base64("openssh-key-v1"): an OpenSSH private key body
+    r"|\bdev-[A-Za-z0-9_-]{32}\b"  # OpenBaoDev root tokens
+    r"|\bhv[sbr]\.[A-Za-z0-9_-]{20,}"  # Vault/OpenBao service, batch, recovery tokens
+    r"|\bs\.[A-Za-z0-9]{24}\b"
+)
+
+_known: set[str] = set()
+_lock = threading.Lock()
+_findings: list[str] = []
+
+
+def remember(value: str) -> None:
+    """Add a secret value the scan must never find."""
+    if len(value) >= 16:
+        with _lock:
+            _known.add(value)
+
+
+def find_secrets(text: str) -> list[str]:
+    """Kinds of secret found in ``text`` (empty when clean); never the secret itself."""
+    found = [f"pattern {m.group(0)[:12]!r}..." for m in PATTERN.finditer(text)]
+    with _lock:
+        known = list(_known)
+    for value in known:
+        if value in text:
+            found.append("a secret value handled by the suite")
+            continue
+        # A private key's body lines, e.g. if logged with its armour stripped.
+        for line in value.splitlines():
+            if len(line) >= 40 and "PRIVATE KEY" not in line and line in text:
+                found.append("a line of a private key")
+                break
+    return found
+
+
+def assert_no_secrets(text: str, where: str = "output") -> None:
+    """Fail the calling test if ``text`` holds a secret."""
+    found = find_secrets(text)
+    assert not found, f"secret material in {where}: {sorted(set(found))}"
+
+
+def _wrap_generate(original: Callable[..., keys.KeyPair]) -> Callable[..., keys.KeyPair]:
+    def generate(*args: Any, **kwargs: Any) -> keys.KeyPair:
+        pair = original(*args, **kwargs)
+        remember(pair.private_openssh)
+        return pair
+
+    return generate
+
+
+def _wrap_bearer(
+    original: Callable[[encord_client.EncordClient], BearerToken],
+) -> Callable[[encord_client.EncordClient], BearerToken]:
+    def bearer_token(self: encord_client.EncordClient) -> BearerToken:
+        token = original(self)
+        remember(token.token)
+        return token
+
+    return bearer_token
+
+
+keys.generate = _wrap_generate(keys.generate)
+encord_client.EncordClient.bearer_token = _wrap_bearer(  # type: ignore[method-assign,assignment]
+    encord_client.EncordClient.bearer_token
+)
+
+
+def _texts(report: pytest.TestReport) -> Iterable[str]:
+    for _, content in report.sections:
+        yield content
+    if report.failed:
+        yield report.longreprtext
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if item.get_closest_marker("plants_secrets") is not None:
+        return
+    for text in _texts(report):
+        found = find_secrets(text)
+        if found:
+            _findings.append(f"{item.nodeid} ({report.when}): {sorted(set(found))}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "plants_secrets: the test prints secrets on purpose to prove the scanner finds them",
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _findings:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = ["secret scan: secret material in test output:", *_findings]
+        if reporter is not None:
+            for line in lines:
+                reporter.write_line(line, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
