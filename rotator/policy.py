@@ -209,9 +209,16 @@ def plan(
     # 4. Rotations, each only if the cap leaves room once the deletions above are done.
     held = len([k for k in snapshot.remote if k.key_id not in deleting])
     pending_kinds = {k for k, ks in state.kinds.items() if ks.pending is not None}
+    remote_titles = {k.title for k in snapshot.remote}
     for ks in state.kinds.values():
-        # An intent not yet registered will take a slot when it is resumed.
-        if ks.pending is not None and ks.pending.key_id not in remote_ids:
+        # An intent Encord does not hold yet will take a slot when it is resumed. One it holds
+        # (found by key id, or by title when Encord generated it) is counted in ``remote``
+        # already; a ``registered`` one that is gone will be rolled back and takes none.
+        p = ks.pending
+        if p is None or p.phase != "intent":
+            continue
+        held_already = p.key_id in remote_ids if p.key_id else p.title in remote_titles
+        if not held_already:
             held += 1
     signer = state.signer()
     for kind in policy.kinds:
