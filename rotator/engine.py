@@ -123,6 +123,8 @@ class CheckResult:
     outcomes: list[str] = field(default_factory=list)
     next_due: datetime | None = None
     keys_held: int = 0
+    rotations: list[tuple[str, str]] = field(default_factory=list)  # (kind, outcome)
+    state: AccountState | None = None  # the record as the check left it
 
 
 def _utcnow() -> datetime:
@@ -137,6 +139,7 @@ class _Run:
     remote: dict[str, RemoteKey]
     consumers: dict[str, VersionedData | None]
     registry: Registry
+    rotations: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Engine:
@@ -272,6 +275,8 @@ class Engine:
                 if isinstance(action, Wait):
                     result.next_due = action.until
             result.keys_held = len(run.remote)
+            result.rotations = list(run.rotations)
+            result.state = run.state
         return result
 
     def _execute(self, run: _Run, action: Action) -> str | None:
@@ -343,6 +348,7 @@ class Engine:
         if outcome == "rotated":
             new = replace(new, last_success=last.at)
         self._save(run, run.state.with_kind(kind, new))
+        run.rotations.append((kind, outcome))
         level = "info" if outcome == "rotated" else "warning"
         getattr(log, level)(
             "rotation.finished",
