@@ -419,7 +419,12 @@ class Engine:
         else:
             by_title = [k for k in run.remote.values() if k.title == pending.title]
             if by_title:
-                # Encord generated it but its answer (with the private key) was lost.
+                # Encord generated it but its answer (with the private key) was lost. The
+                # roll-back is recorded before the deletes: a stop in between leaves keys with
+                # our title that no record explains, which the next check deletes as orphans.
+                # (Recorded after, a stop in between would leave the intent, and resuming it
+                # would generate a second key under the same title.)
+                self._finish(run, kind, "rolled_back", "generate_answer_lost", started=started)
                 for k in by_title:
                     with suppress(NotFound):
                         run.registry.delete_key(k.key_hash)
@@ -428,7 +433,6 @@ class Engine:
                         "key.orphan_deleted", kind=kind, key_id=k.key_id, reason="answer_lost"
                     )
                 self.hook("after_delete_lost")
-                self._finish(run, kind, "rolled_back", "generate_answer_lost", started=started)
                 return None
         generated: GeneratedKey | None = None
         if found is None:
