@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -129,6 +129,13 @@ class CheckResult:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _ceil_second(t: datetime) -> datetime:
+    """A deadline as the record keeps it (RFC 3339, whole seconds): rounded up, never down,
+    so truncation can never end a grace period early."""
+    whole = t.replace(microsecond=0)
+    return whole if whole == t else whole + timedelta(seconds=1)
 
 
 @dataclass
@@ -552,7 +559,8 @@ class Engine:
         old_id = None
         if ks.current is not None and ks.current.key_id != record.key_id:
             old_id = ks.current.key_id
-            retiring.append(replace(ks.current, retire_after=written_at + self.policy.grace))
+            deadline = _ceil_second(written_at + self.policy.grace)
+            retiring.append(replace(ks.current, retire_after=deadline))
         new_ks = replace(ks, current=record, retiring=tuple(retiring), pending=None)
         run.state = run.state.with_kind(kind, new_ks)
         outcome = self._finish(
@@ -681,7 +689,8 @@ class Engine:
         ks = state.kind("ssh-key")
         retiring = list(ks.retiring)
         if ks.current is not None and ks.current.key_id != record.key_id:
-            retiring.append(replace(ks.current, retire_after=now + self.policy.grace))
+            deadline = _ceil_second(now + self.policy.grace)
+            retiring.append(replace(ks.current, retire_after=deadline))
         last = LastRun(outcome="bootstrapped", at=now, reason="bootstrap", key_id=record.key_id)
         self._save(
             run,
