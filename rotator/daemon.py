@@ -5,6 +5,9 @@ SIGTERM/SIGINT. Each account has one APScheduler interval job (``max_instances=1
 coalescing, jitter) and, when something falls due before the next interval, a one-off job
 at that moment; a per-account lock keeps the two from overlapping. Failures are logged and
 ridden out with exponential back-off: once running, the daemon never exits on its own.
+
+It also serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``ROTATOR_HTTP_ADDR``
+(:mod:`rotator.ops`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import structlog
@@ -28,12 +32,15 @@ from rotator.encord.registry import registry_factory
 from rotator.engine import AccountRef, CheckResult, Engine, RegistryFactory, SecretStore
 from rotator.errors import (
     AccessDenied,
+    ConfigError,
     PermanentError,
+    RegistryUnavailable,
     RotatorError,
     StoreConflict,
     StoreUnavailable,
     TransientError,
 )
+from rotator.ops import Metrics, OpsServer
 from rotator.policy import Policy
 from rotator.vault import VaultStore, connect
 
@@ -41,6 +48,9 @@ log = structlog.get_logger("rotator.daemon")
 
 STARTUP_DEADLINE = 12.0  # seconds to wait for Vault at start-up (the promise is < 15 s)
 MAX_BACKOFF = timedelta(minutes=10)
+# A check running longer than this, or an interval job this overdue, makes /healthz fail: far
+# beyond what retries and timeouts allow a healthy check (a few minutes at most).
+STUCK_AFTER = timedelta(minutes=30)
 
 
 class ShutdownRequested(Exception):  # noqa: N818 - a signal, not an error
@@ -123,6 +133,13 @@ class AccountHealth:
     last_error: str | None = None
     last_result: CheckResult | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # For /readyz: did the last check succeed, and did Vault / Encord answer it (None: not
+    # known, or not asked)?
+    ready: bool = False
+    vault_ok: bool | None = None
+    encord_ok: bool | None = None
+    error_kind: str | None = None
+    running_since: float | None = None  # monotonic start of the check in hand
 
 
 class Daemon:
@@ -149,6 +166,25 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
+        self.stuck_after = STUCK_AFTER
+        self.metrics = Metrics(
+            [a.name for a in settings.accounts],
+            key_cap=settings.key_cap,
+            kinds=settings.key_kinds,
+        )
+        self.ops = OpsServer(
+            settings.http_host,
+            settings.http_port,
+            metrics=self.metrics,
+            healthy=self.liveness,
+            ready=self.readiness,
+        )
+
+    @property
+    def ops_port(self) -> int | None:
+        """The port /healthz, /readyz and /metrics are served on (None until started)."""
+        address = self.ops.address
+        return address[1] if address is not None else None
 
     def _sleep(self, seconds: float) -> None:
         if self.stopping.wait(seconds):
@@ -164,8 +200,10 @@ class Daemon:
         try:
             if time.monotonic() < h.not_before:
                 return None
+            h.running_since = time.monotonic()
             return self._check_locked(name, h)
         finally:
+            h.running_since = None
             h.lock.release()
 
     def _check_locked(self, name: str, h: AccountHealth) -> CheckResult | None:
@@ -196,6 +234,12 @@ class Daemon:
             h.last_ok = h.last_check
             h.last_error = None
             h.last_result = result
+            bootstrapped = "not_bootstrapped" not in result.outcomes
+            h.ready = bootstrapped
+            h.vault_ok = True
+            h.encord_ok = True if bootstrapped else None  # not asked before a bootstrap
+            h.error_kind = None
+            self.metrics.after_check(name, result, datetime.now(UTC))
             log.debug("check.finished", outcomes=result.outcomes, keys_held=result.keys_held)
             self._schedule_due(name, result)
             return result
@@ -220,6 +264,18 @@ class Daemon:
             if isinstance(exc, PermanentError)
             else "internal"
         )
+        h.ready = False
+        h.error_kind = kind
+        # Vault is read first, so an Encord outage means Vault answered; otherwise not known.
+        h.vault_ok = (
+            False
+            if isinstance(exc, StoreUnavailable)
+            else True
+            if isinstance(exc, RegistryUnavailable)
+            else None
+        )
+        h.encord_ok = False if isinstance(exc, RegistryUnavailable) else None
+        self.metrics.check_failed(name, kind)
         message = str(exc) if isinstance(exc, RotatorError) else type(exc).__name__
         log.error(
             "check.failed",
@@ -251,10 +307,66 @@ class Daemon:
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """For /healthz: the scheduler runs, no check is stuck, no interval job is overdue."""
+        problems: list[str] = []
+        if self.stopping.is_set():
+            problems.append("stopping")
+        if not self.scheduler.running:
+            problems.append("scheduler_not_running")
+        bound = self.stuck_after.total_seconds()
+        mono = time.monotonic()
+        for name, h in self.health.items():
+            since = h.running_since
+            if since is not None and mono - since > bound:
+                problems.append(f"check_stuck:{name}")
+        if self.scheduler.running:
+            late = datetime.now(UTC) - self.stuck_after - self.settings.check_interval
+            for job in self.scheduler.get_jobs():
+                due = job.next_run_time
+                if job.id.startswith("check:") and due is not None and due < late:
+                    problems.append(f"job_overdue:{job.id.removeprefix('check:')}")
+        return not problems, {"problems": problems}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """For /readyz: Vault and Encord answered every account's last check."""
+        accounts: dict[str, Any] = {}
+        for name, h in self.health.items():
+            if h.ready:
+                reason: str | None = None
+            elif h.error_kind is not None:
+                reason = "check_failed"
+            elif h.last_ok is None:
+                reason = "never_checked"  # or no check has run to its end yet
+            else:
+                reason = "not_bootstrapped"
+            accounts[name] = {
+                "ready": h.ready,
+                "vault": h.vault_ok,
+                "encord": h.encord_ok,
+                "reason": reason,
+                "error_kind": h.error_kind,
+                "last_check": h.last_check.isoformat() if h.last_check else None,
+                "last_ok": h.last_ok.isoformat() if h.last_ok else None,
+            }
+        ok = bool(accounts) and all(a["ready"] for a in accounts.values())
+        return ok, {"accounts": accounts}
+
     def start(self) -> None:
-        """Start the scheduler: every account is checked at once (start-up reconciliation),
-        then every CHECK_INTERVAL plus jitter."""
+        """Start the ops listener, then the scheduler: every account is checked at once
+        (start-up reconciliation), then every CHECK_INTERVAL plus jitter.
+
+        Raises :class:`ConfigError` naming ROTATOR_HTTP_ADDR when it cannot be listened on.
+        """
         s = self.settings
+        try:
+            host, port = self.ops.start()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"ROTATOR_HTTP_ADDR: cannot listen on {s.http_host}:{s.http_port} ({reason})"
+            ) from None
+        log.info("ops.listening", host=host, port=port, paths=["/healthz", "/readyz", "/metrics"])
         for name in self.engines:
             self.scheduler.add_job(
                 self.check_account,
@@ -281,6 +393,7 @@ class Daemon:
         self.stopping.set()
         log.info("daemon.stopping", reason=reason)
         self.scheduler.shutdown(wait=True)
+        self.ops.stop()
         log.info("daemon.stopped")
 
     def run_until(self, stop: threading.Event) -> None:
