@@ -1,0 +1,41 @@
+# Least-privilege policy for rotator, written for the DEFAULT layout: KV v2 mount `secret`
+# (ROTATOR_VAULT_MOUNT) and prefix `encord` (ROTATOR_VAULT_PREFIX). With another mount or
+# prefix, replace `secret/` and `/encord/` in the paths below accordingly.
+#
+#   bao policy write rotator deploy/vault/rotator-policy.hcl
+#   bao token create -policy=rotator -period=24h      # renewed by rotator (renew-self)
+#
+# It grants exactly the Vault API calls rotator/vault.py makes, and nothing outside the
+# prefix: tests/test_deploy.py runs a bootstrap, rotations and the daemon under a token
+# holding only this policy (no `default` policy), and proves reads and writes elsewhere,
+# policy reads and token creation are denied.
+#
+# The trailing `/*` matters: `secret/data/encord*` would also match `encord-other/...`.
+
+# Every credential, the state record and the per-account lease: read the newest or any
+# older version (GET data/...?version=N); write a new version, always check-and-set
+# (POST data/...: `create` for a new path, `update` for the next version). No delete:
+# rotator never soft-deletes a version.
+path "secret/data/encord/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+# Metadata: `read` for current_version (the cas number), `list` for the accounts and their
+# paths (LIST metadata/encord/...), `update` for max_versions on an existing path, and
+# `delete` to destroy a released lease with all its versions (DELETE metadata/...).
+path "secret/metadata/encord/*" {
+  capabilities = ["read", "list", "update", "delete"]
+}
+
+# The start-up check (VaultStore.check). The `default` policy grants these too; they are
+# repeated so that a token made with -no-default-policy still works.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+
+# Not listed on purpose: `sys/internal/ui/mounts/secret` (the check that the mount is KV
+# v2). Vault answers it to any token that holds a capability under the mount, which the
+# paths above give.

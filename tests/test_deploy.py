@@ -1,0 +1,935 @@
+"""The container and ``deploy/``: Dockerfile lint and replay, manifests, Vault policy, agent.
+
+Docker is not available here, so the Dockerfile is checked in two ways: hadolint lints it,
+and its builder steps (ENV, WORKDIR, COPY, RUN) are replayed into a fresh folder standing in
+for the image's root (``/opt/venv`` becomes ``<root>/opt/venv``...), with a real ``pip install``
+that resolves the dependencies. The runtime stage's ENV, ENTRYPOINT, CMD and HEALTHCHECK are
+then run exactly as written. The replay's ``pip install`` is the one slow step here (about
+10 s), done once for the whole module by the ``image`` fixture.
+
+The Vault policy is loaded into the real OpenBao of the test session, rendered for the
+test's own prefix (the file is written for the default mount ``secret`` and prefix
+``encord``), and the Vault Agent configuration is run with the real ``bao agent``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import hvac.exceptions
+import pytest
+import yaml
+from encord import EncordUserClient
+
+from rotator.cli import ENV_HELP
+from rotator.config import from_env
+from rotator.devtools.openbao import OpenBaoDev, find_bao
+from rotator.errors import AccessDenied
+from rotator.sandbox.seed import SeedConfig
+from rotator.vault import VaultStore, connect
+from tests.e2e import FAST_SDK, base_env, rotator_cli, sdk_authenticates
+from tests.fixtures_openbao import MakeToken
+from tests.fixtures_sandbox import SandboxHandle
+from tests.secret_scan import assert_no_secrets
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+DOCKERFILE = REPO / "Dockerfile"
+KUBERNETES = DEPLOY / "kubernetes"
+COMPOSE = DEPLOY / "compose" / "compose.yaml"
+POLICY = DEPLOY / "vault" / "rotator-policy.hcl"
+CONSUMER_POLICY = DEPLOY / "vault" / "consumer-policy.hcl"
+AGENT_HCL = DEPLOY / "vault" / "agent" / "agent.hcl"
+AGENT_TEMPLATE = DEPLOY / "vault" / "agent" / "ssh-key.ctmpl"
+
+#: Every variable rotator reads, as ``rotator --help`` lists them.
+ROTATOR_VARIABLES = frozenset(re.findall(r"\b(?:VAULT|ROTATOR|ENCORD)_[A-Z_]+\b", ENV_HELP))
+
+#: The base of both stages: a slim Debian Python 3.11, pinned to a patch release.
+_BASE_IMAGE = re.compile(r"python:3\.11\.\d+-slim-bookworm")
+
+
+# --- the Dockerfile, parsed --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    base: str
+    name: str | None
+    steps: tuple[Instruction, ...]
+
+    def all(self, keyword: str) -> list[str]:
+        return [i.args for i in self.steps if i.keyword == keyword]
+
+    def last(self, keyword: str) -> str:
+        found = self.all(keyword)
+        assert found, f"no {keyword} in the stage FROM {self.base}"
+        return found[-1]
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """Stages of a Dockerfile: continuation lines joined, comments dropped."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    stages: list[tuple[str, str | None, list[Instruction]]] = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        keyword, args = keyword.upper(), args.strip()
+        if keyword == "FROM":
+            words = args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append((words[0], name, []))
+        else:
+            assert stages, f"{keyword} before the first FROM"
+            stages[-1][2].append(Instruction(keyword, args))
+    return [Stage(base, name, tuple(steps)) for base, name, steps in stages]
+
+
+def exec_form(args: str) -> list[str]:
+    """The JSON array of an exec-form instruction; fails on the shell form."""
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return [str(v) for v in value]
+
+
+def healthcheck(args: str) -> tuple[dict[str, str], list[str]]:
+    """``HEALTHCHECK --opt=v ... CMD [...]`` as (options, exec-form command)."""
+    options_text, sep, command = args.partition("CMD ")
+    assert sep, "HEALTHCHECK has no CMD"
+    options = dict(
+        opt.removeprefix("--").split("=", 1) for opt in shlex.split(options_text)
+    )
+    return options, exec_form(command)
+
+
+def seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)", text)
+    assert match, text
+    return int(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match[2]]
+
+
+def stages() -> tuple[Stage, Stage]:
+    found = parse_dockerfile(DOCKERFILE.read_text())
+    assert len(found) == 2, "one builder stage and one runtime stage"
+    return found[0], found[1]
+
+
+# --- the image, replayed in a folder -----------------------------------------------------
+
+
+class Rootfs:
+    """A folder standing in for the image's root: container paths map below it."""
+
+    def __init__(self, root: Path, container_paths: set[str]) -> None:
+        self.root = root
+        # Longest first, so /opt/venv/bin is never cut at /opt/venv's end by a shorter one.
+        names = sorted(container_paths, key=len, reverse=True)
+        self._pattern = re.compile(
+            r"(?<![\w./-])(" + "|".join(re.escape(n) for n in names) + r")(?=[/\s:\"']|$)"
+        )
+
+    def host(self, container_path: str) -> Path:
+        assert container_path.startswith("/"), container_path
+        return self.root / container_path.lstrip("/")
+
+    def rewrite(self, text: str) -> str:
+        """``text`` with every known container path replaced by its folder here."""
+        return self._pattern.sub(lambda m: str(self.host(m[1])), text)
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """Docker's ``$VAR``/``${VAR}`` substitution in ENV values."""
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m[1], ""), value)
+
+
+def apply_env(args: str, env: dict[str, str], fs: Rootfs) -> None:
+    before = dict(env)  # Docker substitutes with the values from before this ENV line
+    for pair in shlex.split(args):
+        key, sep, value = pair.partition("=")
+        assert sep, f"ENV {pair!r}: use the KEY=value form"
+        env[key] = fs.rewrite(expand(value, before))
+
+
+def base_image_env(fs: Rootfs) -> dict[str, str]:
+    """What ``python:3.11-slim`` starts with: a ``python`` on PATH, and nothing of ours."""
+    usr_local = fs.host("/usr/local/bin")
+    if not usr_local.exists():
+        usr_local.mkdir(parents=True)
+        real_python = Path(sys.executable).resolve()  # the interpreter, not this venv's link
+        for name in ("python", "python3"):
+            (usr_local / name).symlink_to(real_python)
+    return {"PATH": f"{usr_local}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    fs: Rootfs
+    env: dict[str, str]
+    workdir: Path
+    argv: list[str]
+    health_options: dict[str, str]
+    health_argv: list[str]
+
+    def run(
+        self,
+        argv: list[str],
+        extra: Mapping[str, str] | None = None,
+        timeout: float = 30,
+        stdin: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv,
+            env={**self.env, **(extra or {})},
+            cwd=self.workdir,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file below ``root`` except below ``skip``."""
+    out: dict[str, tuple[int, int]] = {}
+    for path in root.rglob("*"):
+        if path.is_relative_to(skip) or path.is_symlink() or not path.is_file():
+            continue
+        st = path.stat()
+        out[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """The Dockerfile's builder steps replayed once; the runtime stage's settings applied."""
+    builder, runtime = stages()
+    root = tmp_path_factory.mktemp("image")
+    paths = {"/tmp"}
+    for stage in (builder, runtime):
+        paths.update(stage.all("WORKDIR"))
+        for args in stage.all("COPY"):
+            words = args.split()
+            paths.update(w for w in words if w.startswith("/"))
+    fs = Rootfs(root, paths)
+    fs.host("/tmp").mkdir(parents=True)
+
+    # Builder: ENV, WORKDIR, COPY from the build context (minus .dockerignore), RUN.
+    env = base_image_env(fs)
+    # The machine's pip settings (index, wheel folder, certificates) still apply.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
+    env["HOME"] = str(fs.host("/root"))
+    workdir = fs.host("/")
+    for step in builder.steps:
+        if step.keyword == "ENV":
+            apply_env(step.args, env, fs)
+        elif step.keyword == "WORKDIR":
+            workdir = fs.host(step.args)
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif step.keyword == "COPY":
+            *sources, dest = step.args.split()
+            assert not any(s.startswith("--") for s in sources), "builder COPY takes no flags"
+            target = workdir / dest
+            for source in sources:
+                origin = REPO / source
+                assert origin.exists(), f"COPY {source}: not in the build context"
+                if origin.is_dir():
+                    shutil.copytree(
+                        origin,
+                        target if dest.endswith("/") and len(sources) == 1 else target / source,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                        dirs_exist_ok=True,
+                    )
+                else:
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, target / origin.name)
+        elif step.keyword == "RUN":
+            done = subprocess.run(
+                ["/bin/sh", "-c", fs.rewrite(step.args)],
+                env=env,
+                cwd=workdir,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert done.returncode == 0, f"RUN failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+        else:
+            raise AssertionError(f"the replay does not know the builder's {step.keyword}")
+
+    # Runtime: the venv is copied to the same path (a venv cannot move); ENV and WORKDIR.
+    env = base_image_env(fs)
+    workdir = fs.host("/")
+    for step in runtime.steps:
+        if step.keyword == "COPY":
+            words = step.args.split()
+            assert words[0] == "--from=builder" and words[1] == words[2], step.args
+        elif step.keyword == "ENV":
+            apply_env(step.args, env, fs)
+        elif step.keyword == "WORKDIR":
+            workdir = fs.host(step.args)
+    options, health_argv = healthcheck(runtime.last("HEALTHCHECK"))
+    return Image(
+        fs=fs,
+        env=env,
+        workdir=workdir,
+        argv=exec_form(runtime.last("ENTRYPOINT")) + exec_form(runtime.last("CMD")),
+        health_options=options,
+        health_argv=health_argv,
+    )
+
+
+# --- Dockerfile: lint and shape ------------------------------------------------------------
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    """hadolint (from the dev group, beside this Python) reports no finding at all."""
+    hadolint = Path(sys.executable).parent / "hadolint"
+    done = subprocess.run(
+        [str(hadolint), "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+
+
+def test_dockerfile_is_multi_stage_pinned_non_root_with_exec_entrypoint_and_healthcheck() -> None:
+    """Both stages use one pinned slim Python; USER is numeric non-root; exec forms only."""
+    builder, runtime = stages()
+    assert builder.name == "builder" and runtime.name is None
+    assert _BASE_IMAGE.fullmatch(builder.base), builder.base
+    assert runtime.base == builder.base, "the venv's interpreter link needs the same base"
+    user = runtime.last("USER").split(":")
+    assert user[0].isdigit() and int(user[0]) >= 1000, "a numeric, non-root UID"
+    assert all(part.isdigit() and int(part) != 0 for part in user)
+    assert exec_form(runtime.last("ENTRYPOINT")) == ["rotator"]
+    assert exec_form(runtime.last("CMD")) == ["run"]
+    options, argv = healthcheck(runtime.last("HEALTHCHECK"))
+    assert argv[0] == "python" and "/healthz" in argv[-1]
+    assert seconds(options["timeout"]) <= 10
+    assert runtime.all("EXPOSE") == ["8080"]
+    # Nothing is installed in the runtime stage: its only RUN adds the user.
+    assert all("useradd" in r and "pip" not in r and "apt" not in r for r in runtime.all("RUN"))
+    pip_runs = [r for r in builder.all("RUN") if "pip install" in r]
+    assert len(pip_runs) == 1 and " -e " not in pip_runs[0] and "--group" not in pip_runs[0]
+    assert "--no-deps" not in pip_runs[0]
+
+
+def test_dockerignore_keeps_the_context_to_what_the_build_copies() -> None:
+    """.dockerignore excludes everything but the files the builder's COPY steps name."""
+    lines = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    builder, _ = stages()
+    copied = {
+        source.rstrip("/") for args in builder.all("COPY") for source in args.split()[:-1]
+    }
+    assert copied == allowed
+
+
+# --- the image, replayed -----------------------------------------------------------------
+
+
+def test_image_entrypoint_helps_and_refuses_to_run_without_configuration(image: Image) -> None:
+    """The installed entrypoint prints help (exit 0); `run` unconfigured exits 2 in JSON."""
+    exe = shutil.which(image.argv[0], path=image.env["PATH"])
+    assert exe is not None and Path(exe).is_relative_to(image.fs.host("/opt/venv"))
+    before = snapshot(image.fs.root, skip=image.fs.host("/tmp"))
+
+    done = image.run([image.argv[0], "--help"])
+    assert done.returncode == 0, done.stderr
+    assert "ROTATOR_ACCOUNTS" in done.stdout and "VAULT_ADDR" in done.stdout
+
+    done = image.run(image.argv)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]  # every line is one JSON object
+    problems = " ".join(str(e.get("problem")) for e in events if e["event"] == "config.invalid")
+    assert "ROTATOR_ACCOUNTS" in problems and "VAULT_ADDR" in problems
+
+    # Read-only-root friendly: running wrote nothing outside /tmp (no bytecode, no home).
+    assert snapshot(image.fs.root, skip=image.fs.host("/tmp")) == before
+
+
+class _HealthServer:
+    """A local HTTP server answering ``status`` on /healthz and 404 elsewhere."""
+
+    def __init__(self, status: int) -> None:
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(self.path)
+                self.send_response(status if self.path == "/healthz" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _HealthServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False), (None, False)])
+def test_image_healthcheck_passes_only_on_200_from_healthz(
+    image: Image, status: int | None, healthy: bool
+) -> None:
+    """The HEALTHCHECK command, as written, exits 0 on 200 and non-zero on 503 or refused."""
+    timeout = seconds(image.health_options["timeout"])
+    with contextlib.ExitStack() as stack:
+        if status is None:
+            port = _closed_port()
+            server = None
+        else:
+            server = stack.enter_context(_HealthServer(status))
+            port = server.port
+        done = image.run(
+            image.health_argv, {"ROTATOR_HTTP_ADDR": f"0.0.0.0:{port}"}, timeout=timeout
+        )
+    assert (done.returncode == 0) is healthy, done.stderr[-500:]
+    if server is not None:
+        assert server.seen == ["/healthz"]
+
+
+# --- Kubernetes manifests ----------------------------------------------------------------
+
+
+def _load_all(path: Path) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    assert all(isinstance(d, dict) for d in docs), path
+    return docs
+
+
+def _kubernetes() -> dict[str, dict[str, Any]]:
+    """The manifests kustomization.yaml lists, by kind."""
+    kustomization = _load_all(KUBERNETES / "kustomization.yaml")[0]
+    files = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files, "kustomization lists every manifest"
+    by_kind: dict[str, dict[str, Any]] = {}
+    for name in sorted(files):
+        for doc in _load_all(KUBERNETES / name):
+            assert doc["kind"] not in by_kind, f"two {doc['kind']} manifests"
+            by_kind[doc["kind"]] = doc
+    return by_kind
+
+
+def _check_settings(environ: dict[str, str], tmp_path: Path) -> None:
+    """``environ`` names only real variables and rotator accepts it as a whole."""
+    unknown = set(environ) - ROTATOR_VARIABLES
+    assert not unknown, f"not rotator variables: {sorted(unknown)}"
+    token_file = tmp_path / "vault-token"
+    token_file.write_text("not-a-real-token\n")
+    if "VAULT_TOKEN_FILE" in environ:
+        environ = {**environ, "VAULT_TOKEN_FILE": str(token_file)}
+    settings = from_env(environ)  # raises ConfigError listing any problem
+    assert settings.accounts
+
+
+def test_kubernetes_deployment_is_hardened_and_probed(tmp_path: Path) -> None:
+    """2 replicas, /healthz and /readyz probes, read-only non-root, requests, /tmp emptyDir."""
+    k8s = _kubernetes()
+    assert set(k8s) == {"ConfigMap", "Deployment", "ServiceAccount"}
+    deployment, config, account = k8s["Deployment"], k8s["ConfigMap"], k8s["ServiceAccount"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    _, runtime = stages()
+    assert pod["securityContext"]["runAsUser"] == int(runtime.last("USER").split(":")[0])
+    (container,) = pod["containers"]
+    assert container["image"].split(":")[0] == "rotator"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    listen_port = int(config["data"]["ROTATOR_HTTP_ADDR"].rpartition(":")[2])
+    assert ports == {"http": listen_port}
+
+    def probe(name: str) -> str:
+        get = container[name]["httpGet"]
+        assert ports[get["port"]] == listen_port
+        return str(get["path"])
+
+    assert probe("livenessProbe") == "/healthz"
+    assert probe("readinessProbe") == "/readyz"
+    assert probe("startupProbe") == "/healthz"
+
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["runAsNonRoot"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    requests = container["resources"]["requests"]
+    assert requests["cpu"] and requests["memory"]
+    assert container["resources"]["limits"]["memory"]
+
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]], "/tmp is the one writable place"
+    # SIGTERM stops rotator within 10 s: leave it that long before the SIGKILL.
+    assert pod["terminationGracePeriodSeconds"] >= 15
+
+    assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    assert "VAULT_TOKEN" not in config["data"] and "VAULT_TOKEN" not in env
+    token_file = env["VAULT_TOKEN_FILE"]
+    assert any(token_file.startswith(path + "/") for path in mounts if path != "/tmp")
+    _check_settings({**config["data"], **env}, tmp_path)
+
+
+# --- compose -----------------------------------------------------------------------------
+
+
+def test_compose_file_wires_openbao_sandbox_and_a_read_only_rotator(tmp_path: Path) -> None:
+    """Compose builds this repo's image, runs it read-only, and gives rotator valid settings."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert set(services) == {"openbao", "vault-init", "sandbox", "rotator"}
+    rotator, sandbox = services["rotator"], services["sandbox"]
+    for service in (rotator, sandbox):
+        assert (COMPOSE.parent / service["build"]["context"]).resolve() == REPO
+        assert service["read_only"] is True and "/tmp" in service["tmpfs"]
+        assert service["cap_drop"] == ["ALL"]
+    assert rotator["command"] == ["run"]
+    assert rotator["depends_on"]["vault-init"]["condition"] == "service_completed_successfully"
+
+    env = {k: str(v) for k, v in rotator["environment"].items()}
+    _check_settings(env, tmp_path)
+    assert env["VAULT_ADDR"].startswith("http://openbao:")
+
+    # The sandbox: its flags exist, its seed is valid, and rotator is pointed at its port.
+    command = sandbox["command"]
+    assert command[0] == "sandbox"
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in command[1:])
+    assert env["ENCORD_DOMAIN"] == f"http://sandbox:{flags['port']}"
+    done = subprocess.run(
+        [sys.executable, "-m", "rotator", "sandbox", "--help"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert done.returncode == 0
+    assert all(f"--{flag}" in done.stdout for flag in flags)
+    seed_mount = {
+        target: COMPOSE.parent / source
+        for source, target, *_ in (v.split(":") for v in sandbox["volumes"])
+        if source.startswith(".")
+    }
+    seed = SeedConfig.load(seed_mount[flags["seed"]])
+    key_file = str(seed.accounts[0].bootstrap_key_file)
+    assert key_file.startswith("/tmp/shared/")
+    assert f"bootstrap {seed.accounts[0].name} --private-key-file {key_file}" in (
+        COMPOSE.read_text()
+    ), "the documented bootstrap step names the sandbox's key file"
+    assert env["ROTATOR_ACCOUNTS"] == f"{seed.accounts[0].name}={seed.accounts[0].account_hash}"
+
+    # vault-init loads the least-privilege policy from deploy/vault.
+    init = services["vault-init"]
+    policy_dir = next(
+        COMPOSE.parent / v.split(":")[0] for v in init["volumes"] if v.split(":")[1] == "/policy"
+    )
+    assert (policy_dir / POLICY.name).resolve() == POLICY
+    assert "/policy/rotator-policy.hcl" in " ".join(init["command"])
+
+
+# --- the Vault policy, against a real OpenBao --------------------------------------------
+
+_POLICY_PATHS = {
+    "secret/data/encord/*",
+    "secret/metadata/encord/*",
+    "auth/token/lookup-self",
+    "auth/token/renew-self",
+}
+
+
+def render_policy(text: str, prefix: str) -> str:
+    """The policy file with its default prefix ``encord`` replaced by ``prefix``."""
+    paths = set(re.findall(r'(?m)^path "([^"]+)"', text))
+    assert paths == _POLICY_PATHS, f"unexpected policy paths: {sorted(paths ^ _POLICY_PATHS)}"
+    return re.sub(
+        r'(?m)^path "secret/(data|metadata)/encord/',
+        lambda m: f'path "secret/{m[1]}/{prefix}/',
+        text,
+    )
+
+
+@pytest.fixture
+def rotator_token(vault_client: Any, vault_prefix: str) -> Iterator[str]:
+    """A token holding only deploy/vault/rotator-policy.hcl (not even ``default``)."""
+    name = f"rotator-{uuid.uuid4().hex[:8]}"
+    vault_client.sys.create_or_update_policy(
+        name=name, policy=render_policy(POLICY.read_text(), vault_prefix)
+    )
+    answer = vault_client.auth.token.create(
+        policies=[name], no_default_policy=True, ttl="10m", renewable=True
+    )
+    token = answer["auth"]["client_token"]
+    assert isinstance(token, str) and answer["auth"]["policies"] == [name]
+    yield token
+    with contextlib.suppress(Exception):
+        vault_client.auth.token.revoke(token)
+    with contextlib.suppress(Exception):
+        vault_client.sys.delete_policy(name=name)
+
+
+@pytest.fixture
+def restricted(openbao: OpenBaoDev, rotator_token: str) -> Iterator[Any]:
+    """An hvac client holding the rotator token."""
+    client = connect(openbao.addr, rotator_token)
+    try:
+        yield client
+    finally:
+        client.adapter.close()
+
+
+def test_policy_allows_every_vault_call_rotator_makes(restricted: Any, vault_prefix: str) -> None:
+    """Under the policy alone, each VaultStore method and token self-renewal succeed."""
+    store = VaultStore(restricted, mount="secret", prefix=vault_prefix)
+    store.check()  # lookup-self and sys/internal/ui/mounts/secret
+    assert store.list() == []
+    assert store.write("alpha/state", {"v": 1}, cas=0) == 1
+    assert store.write("alpha/state", {"v": 2}, cas=1) == 2
+    latest = store.read("alpha/state")
+    assert latest is not None and latest.data == {"v": 2}
+    first = store.read_version("alpha/state", 1)
+    assert first is not None and first.data == {"v": 1}
+    assert store.current_version("alpha/state") == 2
+    assert store.current_version("alpha/absent") == 0
+    store.write("alpha/lease", {"holder": "replica-1"}, cas=0)
+    assert store.list() == ["alpha"] and store.list("alpha") == ["lease", "state"]
+    store.set_max_versions("alpha/state", 10)
+    store.destroy("alpha/lease")
+    assert store.read("alpha/lease") is None and store.list("alpha") == ["state"]
+    renewed = restricted.auth.token.renew_self()
+    assert renewed["auth"]["client_token"]
+
+
+def test_policy_denies_everything_outside_the_prefix(
+    restricted: Any, vault_client: Any, vault_prefix: str
+) -> None:
+    """The token cannot read or write other paths, list the mount, read policies or mint tokens."""
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    sibling = f"{vault_prefix}-evil"  # a glob like encord* would match this
+    for prefix in (other, sibling):
+        VaultStore(vault_client, mount="secret", prefix=prefix).write("x", {"a": 1}, cas=0)
+        denied = VaultStore(restricted, mount="secret", prefix=prefix)
+        for attempt in (
+            partial(denied.read, "x"),
+            partial(denied.current_version, "x"),
+            partial(denied.write, "x", {"a": 2}, cas=1),
+            partial(denied.write, "y", {"a": 1}, cas=0),
+            denied.list,
+            partial(denied.destroy, "x"),
+        ):
+            with pytest.raises(AccessDenied):
+                attempt()
+    root_list = VaultStore(restricted, mount="secret", prefix="")
+    with pytest.raises(AccessDenied):
+        root_list.list()
+    # Inside the prefix too, only what rotator uses: no soft-delete of a version.
+    VaultStore(restricted, mount="secret", prefix=vault_prefix).write("a/b", {"a": 1}, cas=0)
+    forbidden: list[Callable[[], object]] = [
+        lambda: restricted.secrets.kv.v2.delete_latest_version_of_secret(
+            f"{vault_prefix}/a/b", mount_point="secret"
+        ),
+        lambda: restricted.sys.read_acl_policy("default"),
+        lambda: restricted.sys.list_acl_policies(),
+        lambda: restricted.auth.token.create(ttl="1m"),
+        lambda: restricted.sys.list_mounted_secrets_engines(),
+        lambda: restricted.sys.enable_secrets_engine("kv", path=f"m-{uuid.uuid4().hex[:6]}"),
+    ]
+    for call in forbidden:
+        with pytest.raises(hvac.exceptions.Forbidden):
+            call()
+
+
+class _Daemon:
+    """The image's ENTRYPOINT + CMD as a child process; its output collected in a file."""
+
+    def __init__(self, image: Image, env: Mapping[str, str], folder: Path) -> None:
+        self.output = folder / "daemon.out"
+        with self.output.open("wb") as out:
+            self.popen = subprocess.Popen(
+                image.argv,
+                env={**image.env, **env},
+                cwd=image.workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def lines(self) -> list[str]:
+        text = self.output.read_text()
+        return text.splitlines()[: text.count("\n")]  # complete lines only
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines()]
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.popen.poll() is None:
+            found = [e for e in self.events() if predicate(e)]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no such event; output ends:\n{self.output.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback URL
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+def test_image_under_the_policy_bootstraps_rotates_and_runs_healthy_until_sigterm(
+    image: Image,
+    openbao: OpenBaoDev,
+    rotator_token: str,
+    vault_store: VaultStore,
+    vault_prefix: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+) -> None:
+    """With only the policy's token, the image's rotator bootstraps, rotates, reports status,
+    and `run` rotates, passes its HEALTHCHECK and /readyz, and exits 0 on SIGTERM."""
+    env = base_env(openbao, vault_prefix, sandbox.url, VAULT_TOKEN=rotator_token)
+    rotator = image.argv[0]
+    before = snapshot(image.fs.root, skip=image.fs.host("/tmp"))
+    # As deploy/README.md does it in a pod: the key on standard input, never on disk.
+    done = image.run(
+        [rotator, "bootstrap", "alpha", "--private-key-file", "/dev/stdin"],
+        env,
+        stdin=sandbox.bootstrap_key_file.read_text(),
+    )
+    assert done.returncode == 0, done.stderr
+    done = image.run([rotator, "rotate", "alpha"], env)
+    assert done.returncode == 0, done.stderr
+    assert "rotated" in json.loads(done.stdout)["outcomes"]
+    done = image.run([rotator, "status", "--json"], env)
+    assert done.returncode == 0, done.stderr
+    key_id = json.loads(done.stdout)["accounts"][0]["ssh-key"]["key_id"]
+    current = vault_store.read("alpha/ssh-key")
+    assert current is not None and current.data is not None
+    assert current.data["key_id"] == key_id
+    assert_no_secrets(done.stdout + done.stderr, "CLI output")
+
+    daemon = _Daemon(image, env, tmp_path)
+    try:
+        listening = daemon.wait_for(lambda e: e["event"] == "ops.listening", 15)
+        port = int(listening["port"])
+        daemon.wait_for(
+            lambda e: e["event"] == "rotation.finished" and e.get("outcome") == "rotated", 20
+        )
+        daemon.wait_for(lambda e: e["event"] == "key.revoked", 20)
+        health = image.run(
+            image.health_argv,
+            {"ROTATOR_HTTP_ADDR": f"127.0.0.1:{port}"},
+            timeout=seconds(image.health_options["timeout"]),
+        )
+        assert health.returncode == 0, health.stderr[-500:]
+        assert _http_status(f"http://127.0.0.1:{port}/readyz") == 200
+        started = time.monotonic()
+        daemon.popen.send_signal(signal.SIGTERM)  # exec form: the signal reaches rotator
+        assert daemon.popen.wait(timeout=10) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        daemon.kill()
+    events = daemon.events()  # every line of output is one JSON object
+    assert all("event" in e for e in events) and len(events) == len(
+        daemon.output.read_text().splitlines()
+    )
+    assert events[-1]["event"] == "daemon.stopped"
+    denied = [e for e in events if "denied" in json.dumps(e).lower()]
+    assert not denied, denied[:3]
+    assert_no_secrets(daemon.output.read_text(), "daemon output")
+    newest = vault_store.read("alpha/ssh-key")
+    assert newest is not None and newest.data is not None
+    assert sdk_authenticates(sandbox.url, str(newest.data["private_key"]))
+    # Nothing was written outside /tmp, as a read-only root filesystem requires.
+    assert snapshot(image.fs.root, skip=image.fs.host("/tmp")) == before
+
+
+# --- the Vault Agent template, with the real `bao agent` ---------------------------------
+
+
+def _set_hcl(text: str, key: str, value: str) -> str:
+    """``key = "..."`` set to ``value``; the key must appear exactly once."""
+    new, count = re.subn(
+        rf'(?m)^(\s*{re.escape(key)}\s*=\s*)"[^"]*"', lambda m: f'{m[1]}"{value}"', text
+    )
+    assert count == 1, f"{key} appears {count} times in {AGENT_HCL.name}"
+    return new
+
+
+def _wait_for_file(path: Path, content: str, agent: subprocess.Popen[bytes]) -> bool:
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text() == content:
+                return True
+        if agent.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def _vault_key(store: VaultStore) -> str:
+    current = store.read("alpha/ssh-key")
+    assert current is not None and current.data is not None
+    return str(current.data["private_key"])
+
+
+def test_vault_agent_keeps_the_file_encord_ssh_key_file_names_current(
+    openbao: OpenBaoDev,
+    vault_store: VaultStore,
+    vault_prefix: str,
+    sandbox: SandboxHandle,
+    make_token: MakeToken,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bao agent renders the newest key (0600) to the SDK's key file, and again after a rotation."""
+    env = base_env(
+        openbao, vault_prefix, sandbox.url,
+        ROTATOR_KEY_TTL="90d", ROTATOR_ROTATE_BEFORE="14d", ROTATOR_GRACE="1h",
+        ROTATOR_BEARER_TTL="1h",
+    )
+    rc, _, err = rotator_cli(
+        ["bootstrap", "alpha", "--private-key-file", str(sandbox.bootstrap_key_file)], env
+    )
+    assert rc == 0, err
+
+    # The consumer's token may read one path only.
+    consumer_policy = CONSUMER_POLICY.read_text()
+    assert consumer_policy.count('path "') == 1
+    token_file = tmp_path / "token"
+    token_file.write_text(
+        make_token(consumer_policy.replace("secret/data/encord/", f"secret/data/{vault_prefix}/"))
+    )
+    token_file.chmod(0o600)
+    template_text = AGENT_TEMPLATE.read_text()
+    assert template_text.count("secret/data/encord/alpha/ssh-key") == 1
+    template = tmp_path / "ssh-key.ctmpl"
+    template.write_text(
+        template_text.replace("secret/data/encord/", f"secret/data/{vault_prefix}/")
+    )
+
+    config = AGENT_HCL.read_text()
+    documented = re.search(r"ENCORD_SSH_KEY_FILE=(\S+)", config)
+    destination = re.search(r'(?m)^\s*destination\s*=\s*"([^"]+)"', config)
+    assert documented and destination and documented[1] == destination[1]
+    assert re.search(r'(?m)^\s*perms\s*=\s*"0600"', config)
+    key_file = tmp_path / "secrets" / "encord-ssh-key"
+    for key, value in {
+        "address": openbao.addr,
+        "token_file_path": str(token_file),
+        "source": str(template),
+        "destination": str(key_file),
+        "static_secret_render_interval": "1s",  # 5m in the file; seconds here
+    }.items():
+        config = _set_hcl(config, key, value)
+    (tmp_path / "agent.hcl").write_text(config)
+
+    log = tmp_path / "agent.log"
+    agent_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    with log.open("wb") as out:
+        agent = subprocess.Popen(
+            [find_bao(), "agent", f"-config={tmp_path / 'agent.hcl'}"],
+            env=agent_env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        first = _vault_key(vault_store)
+        assert _wait_for_file(key_file, first, agent), log.read_text()[-2000:]
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+        # The encord SDK finds the key through ENCORD_SSH_KEY_FILE alone.
+        monkeypatch.delenv("ENCORD_SSH_KEY", raising=False)
+        monkeypatch.setenv("ENCORD_SSH_KEY_FILE", str(key_file))
+        EncordUserClient.create_with_ssh_private_key(
+            domain=sandbox.url, requests_settings=FAST_SDK
+        ).list_organisation_tags()
+
+        rc, _, err = rotator_cli(["rotate", "alpha"], env)
+        assert rc == 0, err
+        second = _vault_key(vault_store)
+        assert second != first
+        assert _wait_for_file(key_file, second, agent), log.read_text()[-2000:]
+        EncordUserClient.create_with_ssh_private_key(
+            domain=sandbox.url, requests_settings=FAST_SDK
+        ).list_organisation_tags()
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait(timeout=5)
+    assert_no_secrets(log.read_text(), "bao agent log")
