@@ -1,0 +1,518 @@
+"""In-memory fakes of the engine's outside world: Vault KV v2, Encord, a clock.
+
+Every outside call the engine makes goes through one shared :class:`Calls` counter, so a test
+can stop the engine after the N-th call (:class:`~rotator.engine.SimulatedCrash`) or make a
+call fail transiently, whichever fake it lands on. The fakes keep everything they ever held
+(every Vault version, every key created or deleted, with the global call number and the fake
+time) so the tests can check the protocol's invariants over the whole history.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rotator import keys
+from rotator.engine import AccountRef, Engine, SimulatedCrash
+from rotator.errors import (
+    AccessDenied,
+    AmbiguousWrite,
+    NotFound,
+    RegistryRejected,
+    RegistryUnavailable,
+    StoreConflict,
+    StoreUnavailable,
+)
+from rotator.keys import KeyPair
+from rotator.model import BearerToken, GeneratedKey, Origin, RemoteKey
+from rotator.policy import Policy
+from rotator.state import STATE_NAME, AccountState, from_dict
+
+START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+ACCOUNT = AccountRef("alpha", "sa-alpha")
+
+
+class FakeClock:
+    """Simulated UTC time: ``now()`` (also callable), ``advance(td)``, and a ``sleep`` that
+    advances instead of waiting."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def __call__(self) -> datetime:
+        return self._now
+
+    def advance(self, td: timedelta) -> None:
+        assert td >= timedelta(0), "time only moves forward"
+        self._now += td
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(timedelta(seconds=seconds))
+
+
+class Calls:
+    """Numbers every outside call; may fail one transiently before it, or crash after it.
+
+    ``crash_after``: stop the engine right after the call with this number completes.
+    ``crash_rate``/``transient_rate`` with ``rng``: the same, at random (for long runs).
+    ``commit_then_fail_rate``: a write takes effect but its caller sees a transient error.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.log: list[str] = []
+        self.crash_after: int | None = None
+        self.rng = random.Random(0)
+        self.crash_rate = 0.0
+        self.transient_rate = 0.0
+        self.commit_then_fail_rate = 0.0
+        self.crashes = 0
+        self.transients = 0
+
+    def before(self, name: str, error: Callable[[str], Exception]) -> None:
+        """Called before a call takes effect: maybe fail it (nothing happened)."""
+        if self.transient_rate and self.rng.random() < self.transient_rate:
+            self.transients += 1
+            raise error(f"fake {name}: unavailable (injected)")
+
+    def after(self, name: str) -> int:
+        """Called once a call took effect: number it, maybe stop the engine there."""
+        self.count += 1
+        self.log.append(name)
+        planned = self.crash_after == self.count
+        if planned:
+            self.crash_after = None  # once: the restarted engine runs on
+        if planned or (self.crash_rate and self.rng.random() < self.crash_rate):
+            self.crashes += 1
+            raise SimulatedCrash(f"after call {self.count} ({name})")
+        return self.count
+
+    def lost_answer(self) -> bool:
+        """Whether a write that just took effect should look failed to its caller."""
+        return bool(self.commit_then_fail_rate) and self.rng.random() < self.commit_then_fail_rate
+
+
+# --- Vault KV v2 ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One version of one KV v2 path, as ``SecretStore.read`` returns it."""
+
+    data: dict[str, Any] | None
+    version: int
+    created_time: datetime
+    seq: int = 0  # global call number of the write (for ordering against Encord's calls)
+
+
+class FakeStore:
+    """In-memory KV v2 with check-and-set, keeping every version of every path."""
+
+    def __init__(self, clock: FakeClock, calls: Calls | None = None) -> None:
+        self.clock = clock
+        self.calls = calls or Calls()
+        self.paths: dict[str, list[StoredVersion]] = {}
+        self.writes = 0
+        self.reads = 0
+
+    def read(self, rel: str) -> StoredVersion | None:
+        self.calls.before(f"vault.read {rel}", StoreUnavailable)
+        self.reads += 1
+        versions = self.paths.get(rel)
+        self.calls.after(f"vault.read {rel}")
+        if not versions:
+            return None
+        newest = versions[-1]
+        return StoredVersion(
+            copy.deepcopy(newest.data), newest.version, newest.created_time, newest.seq
+        )
+
+    def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int:
+        self.calls.before(f"vault.write {rel}", StoreUnavailable)
+        versions = self.paths.setdefault(rel, [])
+        have = versions[-1].version if versions else 0
+        if cas != have:
+            raise StoreConflict(f"fake vault: check-and-set {cas} but path is at version {have}")
+        self.writes += 1
+        version = have + 1
+        seq = self.calls.count + 1
+        versions.append(StoredVersion(copy.deepcopy(dict(data)), version, self.clock(), seq))
+        lost = self.calls.lost_answer()
+        self.calls.after(f"vault.write {rel}")
+        if lost:
+            raise StoreUnavailable("fake vault: answer lost after the write (injected)")
+        return version
+
+    # -- for tests, not part of SecretStore (no call counted) --------------------------------
+
+    def history(self, rel: str) -> list[StoredVersion]:
+        return list(self.paths.get(rel, []))
+
+    def latest(self, rel: str) -> dict[str, Any] | None:
+        versions = self.paths.get(rel)
+        return None if not versions else copy.deepcopy(versions[-1].data)
+
+    def put(self, rel: str, data: Mapping[str, Any]) -> None:
+        """Write as someone else would (a human, another tool): no call counted."""
+        versions = self.paths.setdefault(rel, [])
+        version = (versions[-1].version if versions else 0) + 1
+        versions.append(StoredVersion(dict(data), version, self.clock(), self.calls.count))
+
+
+# --- Encord -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEvent:
+    """A key created or deleted at the fake Encord: when (time and global call number)."""
+
+    account: str
+    key_id: str
+    title: str
+    at: datetime
+    seq: int
+    by: str = "rotator"  # or "human": a change made outside the rotator
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    account: str
+    minted_with: str
+    expires_at: datetime
+
+
+@dataclass
+class _Account:
+    keys: dict[str, RemoteKey] = field(default_factory=dict)  # key id -> key, in order
+    cap: int = 5
+
+
+class FakeEncord:
+    """Encord's key management for one or more service accounts, in memory.
+
+    Fault knobs (all off by default):
+
+    - ``never_verify``: key ids that never authenticate (``verify`` answers 401 for ever);
+      ``never_verify_new``: the same for every key created from now on;
+      ``never_verify_next``: the same for the next N keys created;
+    - ``propagation_failures``: a new key's first N verifies answer 401;
+    - ``lose_upload_answers`` / ``lose_generate_answers``: the next N such calls take effect,
+      then raise :class:`AmbiguousWrite` (answer lost, not yet resolved by listing);
+    - ``fail_next``: call name -> how many of the next such calls fail with
+      :class:`RegistryUnavailable` before doing anything;
+    - ``enforce_cap``: refuse a key over the cap (``KEY_LIMIT_REACHED``) as Encord does;
+      switched off, the fake lets the account grow so ``high_water`` shows any breach.
+    """
+
+    def __init__(
+        self,
+        clock: FakeClock,
+        calls: Calls | None = None,
+        *,
+        bearer_lifetime: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.clock = clock
+        self.calls = calls or Calls()
+        self.bearer_lifetime = bearer_lifetime
+        self.accounts: dict[str, _Account] = {}
+        self.enforce_cap = True
+        self.never_verify: set[str] = set()
+        self.never_verify_new = False
+        self.never_verify_next = 0
+        self.propagation_failures = 0
+        self.lose_upload_answers = 0
+        self.lose_generate_answers = 0
+        self.fail_next: dict[str, int] = {}
+        self.created: list[KeyEvent] = []
+        self.deleted: list[KeyEvent] = []
+        self.high_water: dict[str, int] = {}
+        self.cap_rejections = 0
+        self.tokens: dict[str, TokenGrant] = {}
+        self.call_log: list[tuple[str, str, str]] = []  # (call, account, signer key id)
+        self._pending_propagation: dict[str, int] = {}
+        self._hashes = itertools.count(1)
+
+    # -- set-up and inspection (no call counted) ---------------------------------------------
+
+    def add_account(self, account: str, *, cap: int = 5) -> None:
+        self.accounts.setdefault(account, _Account(cap=cap))
+
+    def add_key(
+        self, account: str, public_line: str, title: str, *, origin: Origin = "uploaded"
+    ) -> RemoteKey:
+        """Register a key as a human admin would (outside the rotator, no cap check)."""
+        key_id = keys.key_id_of_line(public_line)
+        return self._commit(account, key_id, public_line, title, origin, by="human")
+
+    def remove_key(self, account: str, key_id: str) -> None:
+        """Delete a key as a human admin would."""
+        key = self.accounts[account].keys.pop(key_id)
+        self.deleted.append(
+            KeyEvent(account, key_id, key.title, self.clock(), self.calls.count, by="human")
+        )
+
+    def keys_of(self, account: str) -> list[RemoteKey]:
+        return list(self.accounts[account].keys.values())
+
+    def key_ids(self, account: str) -> set[str]:
+        return set(self.accounts[account].keys)
+
+    def authenticates(self, account: str, private_text: str) -> bool:
+        """Whether a consumer holding this private key can use it at Encord now."""
+        try:
+            kp = keys.load_private(private_text)
+        except Exception:
+            return False
+        return kp.key_id in self.accounts[account].keys and kp.key_id not in self.never_verify
+
+    def token_valid(self, account: str, token: str) -> bool:
+        """A bearer token works while unexpired and while the key that minted it exists."""
+        grant = self.tokens.get(token)
+        return (
+            grant is not None
+            and grant.account == account
+            and grant.expires_at > self.clock()
+            and grant.minted_with in self.accounts[account].keys
+        )
+
+    def registry(self, account_hash: str, signer: KeyPair) -> FakeRegistry:
+        """A :data:`rotator.engine.RegistryFactory`: a registry signed by ``signer``."""
+        return FakeRegistry(self, account_hash, signer)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _commit(
+        self,
+        account: str,
+        key_id: str,
+        public_line: str,
+        title: str,
+        origin: Origin,
+        *,
+        by: str = "rotator",
+    ) -> RemoteKey:
+        acct = self.accounts[account]
+        key = RemoteKey(
+            key_hash=f"kh-{next(self._hashes):05d}",
+            key_id=key_id,
+            title=title,
+            public_key=public_line,
+            origin=origin,
+            created_at=self.clock(),
+        )
+        acct.keys[key_id] = key
+        self.high_water[account] = max(self.high_water.get(account, 0), len(acct.keys))
+        seq = self.calls.count + 1
+        self.created.append(KeyEvent(account, key_id, title, self.clock(), seq, by=by))
+        if by == "human":
+            return key
+        if self.never_verify_new or self.never_verify_next > 0:
+            self.never_verify_next = max(0, self.never_verify_next - 1)
+            self.never_verify.add(key_id)
+        if self.propagation_failures:
+            self._pending_propagation[key_id] = self.propagation_failures
+        return key
+
+    def _check_room(self, account: str, public_line: str | None) -> None:
+        if public_line is not None:
+            key_id = keys.key_id_of_line(public_line)
+            if any(key_id in a.keys for a in self.accounts.values()):
+                raise RegistryRejected(
+                    "fake Encord: HTTP 409 (DUPLICATE_KEY)", code="DUPLICATE_KEY", status=409
+                )
+        acct = self.accounts[account]
+        if self.enforce_cap and len(acct.keys) >= acct.cap:
+            self.cap_rejections += 1
+            raise RegistryRejected(
+                "fake Encord: HTTP 400 (KEY_LIMIT_REACHED)", code="KEY_LIMIT_REACHED", status=400
+            )
+
+
+class FakeRegistry:
+    """One account's key management, every call authenticated by its signer key."""
+
+    def __init__(self, encord: FakeEncord, account: str, signer: KeyPair) -> None:
+        self.encord = encord
+        self.account = account
+        self.signer = signer
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"FakeRegistry(account={self.account!r}, signer={self.signer.key_id[:12]})"
+
+    def _enter(self, call: str) -> None:
+        enc = self.encord
+        assert not self.closed, "registry used after close()"
+        enc.call_log.append((call, self.account, self.signer.key_id))
+        left = enc.fail_next.get(call, 0)
+        if left:
+            enc.fail_next[call] = left - 1
+            raise RegistryUnavailable(f"fake Encord {call}: HTTP 503 (injected)")
+        enc.calls.before(f"encord.{call}", RegistryUnavailable)
+        if self.account not in enc.accounts:
+            raise AccessDenied(f"fake Encord {call}: HTTP 403", status=403)
+        if self.signer.key_id not in enc.accounts[self.account].keys:
+            raise AccessDenied(f"fake Encord {call}: HTTP 401", status=401)
+
+    def list_keys(self) -> list[RemoteKey]:
+        self._enter("list_keys")
+        listed = self.encord.keys_of(self.account)
+        self.encord.calls.after("encord.list_keys")
+        return listed
+
+    def upload_key(self, title: str, public_line: str) -> RemoteKey:
+        self._enter("upload_key")
+        enc = self.encord
+        enc._check_room(self.account, public_line)
+        key_id = keys.key_id_of_line(public_line)
+        key = enc._commit(self.account, key_id, public_line, title, "uploaded")
+        lost = enc.lose_upload_answers > 0 or enc.calls.lost_answer()
+        enc.lose_upload_answers = max(0, enc.lose_upload_answers - 1)
+        enc.calls.after("encord.upload_key")
+        if lost:
+            raise AmbiguousWrite("fake Encord upload_key: answer lost and the list unavailable")
+        return key
+
+    def generate_key(self, title: str) -> GeneratedKey:
+        self._enter("generate_key")
+        enc = self.encord
+        enc._check_room(self.account, None)
+        pair = keys.generate(comment=title)
+        key = enc._commit(self.account, pair.key_id, pair.public_line, title, "generated")
+        lost = enc.lose_generate_answers > 0 or enc.calls.lost_answer()
+        enc.lose_generate_answers = max(0, enc.lose_generate_answers - 1)
+        enc.calls.after("encord.generate_key")
+        if lost:
+            raise AmbiguousWrite("fake Encord generate_key: answer lost")
+        return GeneratedKey(key=key, private_openssh=pair.private_openssh)
+
+    def delete_key(self, key_hash: str) -> None:
+        self._enter("delete_key")
+        enc = self.encord
+        acct = enc.accounts[self.account]
+        found = [k for k in acct.keys.values() if k.key_hash == key_hash]
+        if not found:
+            raise NotFound("fake Encord delete_key: HTTP 404")
+        key = found[0]
+        del acct.keys[key.key_id]
+        enc.deleted.append(
+            KeyEvent(self.account, key.key_id, key.title, enc.clock(), enc.calls.count + 1)
+        )
+        enc.calls.after("encord.delete_key")
+
+    def verify(self, key: KeyPair) -> None:
+        """A whoami signed by ``key`` (not by the registry's signer)."""
+        enc = self.encord
+        enc.call_log.append(("verify", self.account, key.key_id))
+        enc.calls.before("encord.verify", RegistryUnavailable)
+        enc.calls.after("encord.verify")
+        if key.key_id not in enc.accounts[self.account].keys or key.key_id in enc.never_verify:
+            raise AccessDenied("fake Encord verify: HTTP 401", status=401)
+        left = enc._pending_propagation.get(key.key_id, 0)
+        if left:
+            enc._pending_propagation[key.key_id] = left - 1
+            raise AccessDenied("fake Encord verify: HTTP 401 (not propagated yet)", status=401)
+
+    def bearer_token(self) -> BearerToken:
+        self._enter("bearer_token")
+        enc = self.encord
+        token = f"fake-bearer-{secrets.token_hex(16)}"
+        enc.tokens[token] = TokenGrant(
+            self.account, self.signer.key_id, enc.clock() + enc.bearer_lifetime
+        )
+        enc.calls.after("encord.bearer_token")
+        return BearerToken(token=token)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# --- a whole world: clock, Vault, Encord, one account, an engine builder ----------------------
+
+
+def default_policy(**overrides: Any) -> Policy:
+    """The policy of the issue: 90 d keys rotated 14 d early, 24 h grace, cap 5."""
+    values: dict[str, Any] = {
+        "key_ttl": timedelta(days=90),
+        "rotate_before": timedelta(days=14),
+        "grace": timedelta(hours=24),
+        "key_cap": 5,
+        "kinds": ("ssh-key",),
+        "bearer": True,
+        "bearer_ttl": timedelta(hours=1),
+        "check_interval": timedelta(minutes=5),
+        "jitter": timedelta(seconds=30),
+    }
+    values.update(overrides)
+    return Policy(**values)
+
+
+@dataclass
+class World:
+    """Everything an engine talks to, shared by every Engine a test builds (restarts)."""
+
+    clock: FakeClock
+    calls: Calls
+    store: FakeStore
+    encord: FakeEncord
+    policy: Policy
+    account: AccountRef = ACCOUNT
+    bootstrap_key: KeyPair | None = None
+    hook: Callable[[str], None] | None = None
+    verify_attempts: int = 5
+
+    def engine(self, *, policy: Policy | None = None) -> Engine:
+        """A NEW engine over the same fakes (what a restarted daemon would build)."""
+        return Engine(
+            account=self.account,
+            store=self.store,
+            registry_factory=self.encord.registry,
+            policy=policy or self.policy,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            hook=self.hook,
+            verify_attempts=self.verify_attempts,
+            verify_delay=0.5,
+        )
+
+    def rel(self, name: str) -> str:
+        return f"{self.account.name}/{name}"
+
+    def state(self) -> AccountState:
+        """The state record as it is in the fake Vault now (read without counting a call)."""
+        latest = self.store.paths.get(self.rel(STATE_NAME))
+        if not latest:
+            return AccountState()
+        return from_dict(latest[-1].data, latest[-1].version, account=self.account.name)
+
+    def add_foreign_key(self, title: str = "break-glass (alice)") -> RemoteKey:
+        """A human's key on the account: counts against the cap, never the rotator's."""
+        return self.encord.add_key(self.account.hash, keys.generate().public_line, title)
+
+
+def make_world(policy: Policy | None = None, *, cap: int = 5, bootstrap: bool = True) -> World:
+    """Fakes for account ``alpha`` (hash ``sa-alpha``) with an admin-made key registered and,
+    unless ``bootstrap=False``, adopted through ``Engine.bootstrap``."""
+    clock = FakeClock()
+    calls = Calls()
+    store = FakeStore(clock, calls)
+    encord = FakeEncord(clock, calls)
+    policy = policy or default_policy(key_cap=cap)
+    encord.add_account(ACCOUNT.hash, cap=cap)
+    admin_key = keys.generate(comment="admin")
+    encord.add_key(ACCOUNT.hash, admin_key.public_line, "bootstrap key (made by admin)")
+    world = World(
+        clock=clock, calls=calls, store=store, encord=encord, policy=policy, bootstrap_key=admin_key
+    )
+    if bootstrap:
+        world.engine().bootstrap(admin_key.private_openssh)
+    return world
