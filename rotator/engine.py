@@ -34,6 +34,7 @@ from rotator.errors import (
     CorruptState,
     KeyFormatError,
     NotFound,
+    OperatorActionRequired,
     RegistryRejected,
     RotatorError,
 )
@@ -215,13 +216,58 @@ class Engine:
             return
         registry = self.registry_factory(self.account.hash, signer)
         try:
-            remote = {k.key_id: k for k in registry.list_keys()}
+            remote = {k.key_id: k for k in self._list(state, registry)}
             consumers: dict[str, VersionedData | None] = {
                 kind: self.store.read(self._rel(kind)) for kind in self._kinds_in_view(state)
             }
             yield _Run(state=state, remote=remote, consumers=consumers, registry=registry)
         finally:
             registry.close()
+
+    def _list(self, state: AccountState, registry: Registry) -> list[RemoteKey]:
+        """Encord's key list; with the manual registrar (no listing), the keys rotator knows
+        of that still authenticate, found by a signed whoami with each."""
+        try:
+            return registry.list_keys()
+        except OperatorActionRequired:
+            pass
+        probed: list[RemoteKey] = []
+        for kind, ks in sorted(state.kinds.items()):
+            known: list[tuple[str, str, str, str, str | None, datetime]] = []
+            for rec in (ks.current, *ks.retiring):
+                if rec is not None:
+                    known.append(
+                        (
+                            rec.key_id,
+                            rec.private_key,
+                            rec.public_key,
+                            rec.title,
+                            rec.key_hash,
+                            rec.issued_at,
+                        )
+                    )
+            p = ks.pending
+            if p is not None and p.key_id and p.private_key and p.public_key:
+                known.append(
+                    (p.key_id, p.private_key, p.public_key, p.title, p.key_hash, p.started_at)
+                )
+            for key_id, private, public, title, key_hash, created in known:
+                try:
+                    registry.verify(keys.load_private(private))
+                except AccessDenied as exc:
+                    if exc.status != 403:
+                        continue  # 401: not (or no longer) registered
+                probed.append(
+                    RemoteKey(
+                        key_hash=key_hash or f"manual:{key_id[:16]}",
+                        key_id=key_id,
+                        title=title,
+                        public_key=public,
+                        origin="uploaded" if kind == "ssh-key" else "generated",
+                        created_at=created,
+                    )
+                )
+        return probed
 
     def _kinds_in_view(self, state: AccountState) -> list[str]:
         return sorted(set(self.policy.kinds) | set(state.kinds))
@@ -377,9 +423,8 @@ class Engine:
         reason = pending.reason
         if pending.phase == "intent":
             registered = self._register(run, kind, pending, started)
-            if registered is None:
-                last = run.state.kind(kind).last
-                return last.outcome if last is not None else "failed"
+            if isinstance(registered, str):
+                return registered
             pending = registered
         assert pending.key_id is not None and pending.private_key is not None
         if pending.key_id not in run.remote:
@@ -418,8 +463,9 @@ class Engine:
 
     def _register(
         self, run: _Run, kind: KeyKind, pending: Pending, started: float | None
-    ) -> Pending | None:
-        """Step 2. Returns the registered pending record, or None when rolled back."""
+    ) -> Pending | str:
+        """Step 2. Returns the registered pending record, or the outcome when it stops here
+        (rolled back, blocked, or waiting for a person to register the key)."""
         found: RemoteKey | None = None
         if pending.key_id is not None:
             found = run.remote.get(pending.key_id)
@@ -431,7 +477,9 @@ class Engine:
                 # our title that no record explains, which the next check deletes as orphans.
                 # (Recorded after, a stop in between would leave the intent, and resuming it
                 # would generate a second key under the same title.)
-                self._finish(run, kind, "rolled_back", "generate_answer_lost", started=started)
+                outcome = self._finish(
+                    run, kind, "rolled_back", "generate_answer_lost", started=started
+                )
                 for k in by_title:
                     with suppress(NotFound):
                         run.registry.delete_key(k.key_hash)
@@ -440,11 +488,12 @@ class Engine:
                         "key.orphan_deleted", kind=kind, key_id=k.key_id, reason="answer_lost"
                     )
                 self.hook("after_delete_lost")
-                return None
+                return outcome
         generated: GeneratedKey | None = None
         if found is None:
             if len(run.remote) + 1 > self.policy.key_cap:
-                self._finish(
+                log.warning("rotation.blocked_by_cap", kind=kind, keys_held=len(run.remote))
+                return self._finish(
                     run,
                     kind,
                     "blocked_by_cap",
@@ -452,8 +501,6 @@ class Engine:
                     started=started,
                     error=f"{len(run.remote)}/{self.policy.key_cap} keys held",
                 )
-                log.warning("rotation.blocked_by_cap", kind=kind, keys_held=len(run.remote))
-                return None
             try:
                 if kind == "ssh-key":
                     assert pending.public_key is not None
@@ -461,11 +508,24 @@ class Engine:
                 else:
                     generated = run.registry.generate_key(pending.title)
                     found = generated.key
+            except OperatorActionRequired:
+                # Manual registrar: the intent stays recorded; every check repeats the request
+                # and polls (a signed whoami with the new key) until a person has added it.
+                log.warning(
+                    "key.registration_required",
+                    kind=kind,
+                    key_id=pending.key_id,
+                    public_key=pending.public_key,
+                    title=pending.title,
+                    account_hash=self.account.hash,
+                    hint="add this public key to the service account in the Encord UI",
+                )
+                return "awaiting_registration"
             except RegistryRejected as exc:
                 outcome = "blocked_by_cap" if exc.code == "KEY_LIMIT_REACHED" else "failed"
                 if outcome == "blocked_by_cap":
                     log.warning("rotation.blocked_by_cap", kind=kind, keys_held=len(run.remote))
-                self._finish(
+                return self._finish(
                     run,
                     kind,
                     outcome,
@@ -474,7 +534,6 @@ class Engine:
                     key_id=pending.key_id,
                     error=str(exc),
                 )
-                return None
             self.hook("after_register")
             run.remote[found.key_id] = found
         private = pending.private_key if generated is None else generated.private_openssh
@@ -578,8 +637,22 @@ class Engine:
     # --- revocation and clean-up ------------------------------------------------------------
 
     def _revoke(self, run: _Run, action: Revoke) -> str:
-        with suppress(NotFound):
-            run.registry.delete_key(action.key.key_hash)
+        try:
+            with suppress(NotFound):
+                run.registry.delete_key(action.key.key_hash)
+        except OperatorActionRequired:
+            # Manual registrar: kept as retiring until the old key's 401 confirms a person
+            # deleted it (plan() then forgets it).
+            log.warning(
+                "key.revocation_required",
+                kind=action.kind,
+                key_id=action.key.key_id,
+                public_key=action.key.public_key,
+                title=action.key.title,
+                account_hash=self.account.hash,
+                hint="delete this key from the service account in the Encord UI",
+            )
+            return "awaiting_revocation"
         run.remote.pop(action.key.key_id, None)
         self.hook("after_revoke_call")
         ks = run.state.kind(action.kind)
@@ -657,7 +730,21 @@ class Engine:
         kp = keys.load_private(private_key_text)
         registry = self.registry_factory(self.account.hash, kp)
         try:
-            listed = {k.key_id: k for k in registry.list_keys()}
+            try:
+                listed = {k.key_id: k for k in registry.list_keys()}
+            except OperatorActionRequired:
+                # Manual registrar: no listing; a signed whoami proves the key is registered.
+                registry.verify(kp)
+                listed = {
+                    kp.key_id: RemoteKey(
+                        key_hash=f"manual:{kp.key_id[:16]}",
+                        key_id=kp.key_id,
+                        title="bootstrap",
+                        public_key=kp.public_line,
+                        origin="uploaded",
+                        created_at=self.clock(),
+                    )
+                }
         finally:
             registry.close()
         remote = listed.get(kp.key_id)

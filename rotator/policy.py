@@ -39,6 +39,12 @@ class Policy:
     check_interval: timedelta = timedelta(minutes=5)
     jitter: timedelta = timedelta(seconds=30)
 
+    def failure_backoff(self) -> timedelta:
+        """After a rotation failed (a new key never authenticated, Encord refused it), wait
+        this long before trying again rather than creating and deleting a key every check:
+        an eighth of ROTATE_BEFORE, at most an hour, at least one check interval."""
+        return max(self.check_interval, min(timedelta(hours=1), self.rotate_before / 8))
+
     def bearer_refresh_margin(self) -> timedelta:
         """Re-mint when less than this is left: a quarter of the lifetime, and never less
         than one check period, so a token cannot run out between two checks."""
@@ -245,6 +251,11 @@ def plan(
                 next_times.append(due)
         if reason is None:
             continue
+        if kind not in force and ks.last is not None and ks.last.outcome == "failed":
+            retry_at = ks.last.at + policy.failure_backoff()
+            if retry_at > now:
+                next_times.append(retry_at)
+                continue
         if held + 1 > policy.key_cap:
             detail = f"{held}/{policy.key_cap} keys held"
             actions.append(Blocked(kind=kind, reason="blocked_by_cap", detail=detail))

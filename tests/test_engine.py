@@ -595,7 +595,13 @@ def test_verification_failure_deletes_key_and_records_failed() -> None:
         finished = first(r.events, "rotation.finished")
         assert finished["outcome"] == "failed" and finished["log_level"] == "warning"
         world.encord.never_verify_new = False
+        # No new key is tried before the failure back-off is over (no create/delete churn).
         world.clock.advance(5 * MIN)
+        created = len(world.encord.created)
+        quiet = r.check()
+        assert quiet is not None and "rotated" not in quiet.outcomes
+        assert len(world.encord.created) == created
+        world.clock.advance(default_policy().failure_backoff())
         again = r.check()
         assert again is not None and "rotated" in again.outcomes
 
@@ -744,8 +750,8 @@ def _verify_failure(r: Runner) -> None:
     r.world.encord.never_verify_next = 1
     r.world.clock.advance(due(r.world))
     r.step()  # the new key never works: deleted, recorded failed
-    r.world.clock.advance(5 * MIN)
-    r.step()  # the next one does
+    r.world.clock.advance(r.world.policy.failure_backoff())
+    r.step()  # the next one, after the failure back-off, does
 
 
 def _lost_generate(r: Runner) -> None:
