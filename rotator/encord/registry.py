@@ -8,6 +8,7 @@ import httpx
 
 from rotator.encord.client import EncordClient, RetryPolicy
 from rotator.encord.signing import EncordAuth
+from rotator.errors import OperatorActionRequired
 from rotator.keys import KeyPair
 from rotator.model import BearerToken, GeneratedKey, RemoteKey
 
@@ -46,14 +47,41 @@ class EncordRegistry:
         self._client.close()
 
 
+class ManualRegistry(EncordRegistry):
+    """For workspaces whose Encord does not expose key management to rotator
+    (``ROTATOR_REGISTRAR=manual``): a person adds and deletes keys in the Encord UI.
+
+    Listing, uploading, generating and deleting raise :class:`OperatorActionRequired`; the
+    engine then logs what the person must do and polls with signed whoami calls. Verifying
+    a key and minting bearer tokens work as usual (Part 1 of the API).
+    """
+
+    def list_keys(self) -> list[RemoteKey]:
+        raise OperatorActionRequired("manual registrar: rotator cannot list keys")
+
+    def upload_key(self, title: str, public_line: str) -> RemoteKey:
+        raise OperatorActionRequired("manual registrar: a person must add the key")
+
+    def generate_key(self, title: str) -> GeneratedKey:
+        raise OperatorActionRequired("manual registrar: Encord-generated keys are not available")
+
+    def delete_key(self, key_hash: str) -> None:
+        raise OperatorActionRequired("manual registrar: a person must delete the key")
+
+
 def registry_factory(
     domain: str,
     *,
     transport_factory: Callable[[], httpx.BaseTransport] | None = None,
     retry: RetryPolicy | None = None,
     timeout: httpx.Timeout | None = None,
+    manual: bool = False,
 ) -> Callable[[str, KeyPair], EncordRegistry]:
-    """A factory the engine calls once per check with the account's current key."""
+    """A factory the engine calls once per check with the account's current key.
+
+    ``manual`` selects :class:`ManualRegistry` (``ROTATOR_REGISTRAR=manual``).
+    """
+    kind = ManualRegistry if manual else EncordRegistry
 
     def make(account_hash: str, signer: KeyPair) -> EncordRegistry:
         client = EncordClient(
@@ -63,6 +91,6 @@ def registry_factory(
             retry=retry or RetryPolicy(),
             timeout=timeout,
         )
-        return EncordRegistry(client, account_hash)
+        return kind(client, account_hash)
 
     return make
