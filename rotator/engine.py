@@ -684,6 +684,8 @@ class Engine:
 
     def _blocked(self, run: _Run, action: Blocked) -> str:
         log.warning(f"rotation.{action.reason}", kind=action.kind, detail=action.detail)
+        if action.reason == "blocked_by_cap":
+            run.rotations.append((action.kind, action.reason))
         ks = run.state.kind(action.kind)
         if ks.last is None or ks.last.outcome != action.reason:
             last = LastRun(

@@ -36,7 +36,6 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from rotator.engine import CheckResult
-from rotator.policy import Blocked
 from rotator.state import KEY_KINDS, AccountState
 
 log = structlog.get_logger("rotator.ops")
@@ -184,15 +183,6 @@ class Metrics:
             self.rotations.labels(account, kind, outcome).inc()
         state = result.state
         if state is not None:
-            # A policy-level block (nothing created) is not in ``rotations``; count those that
-            # were carried out (their outcome is in ``outcomes``), in order.
-            engine_blocks = sum(1 for _, outcome in result.rotations if outcome == "blocked_by_cap")
-            policy_blocks = result.outcomes.count("blocked_by_cap") - engine_blocks
-            blocked = [
-                a for a in result.actions if isinstance(a, Blocked) and a.reason == "blocked_by_cap"
-            ]
-            for action in blocked[: max(policy_blocks, 0)]:
-                self.rotations.labels(account, action.kind, "blocked_by_cap").inc()
             self.keys_at_encord.labels(account).set(result.keys_held)
             self._record_state(account, state)
         self.check_last.labels(account).set(now.timestamp())

@@ -177,13 +177,15 @@ def test_a_newer_state_replaces_the_key_series_of_its_account_only() -> None:
 
 
 def test_blocked_by_cap_is_counted_once_whether_engine_or_policy_blocked() -> None:
-    """A policy block (no rotation started) and an Encord KEY_LIMIT refusal each count once."""
+    """A policy block (no rotation started) and an Encord KEY_LIMIT refusal each count once
+    (the engine reports both in ``rotations``; a dry run's planned block counts nothing)."""
     m = Metrics(["alpha"], key_cap=2, clock=FakeClock(T0))
     labels = {"account": "alpha", "credential": "ssh-key", "outcome": "blocked_by_cap"}
     policy_block = CheckResult(
         account="alpha",
         actions=[Blocked(kind="ssh-key", reason="blocked_by_cap", detail="2/2 keys")],
         outcomes=["blocked_by_cap"],
+        rotations=[("ssh-key", "blocked_by_cap")],
         state=state(),
     )
     m.after_check("alpha", policy_block, T0)
@@ -196,7 +198,7 @@ def test_blocked_by_cap_is_counted_once_whether_engine_or_policy_blocked() -> No
     )
     m.after_check("alpha", engine_block, T0)
     assert value(scrape(m), "rotator_rotations_total", **labels) == 2
-    dry_run = CheckResult(account="alpha", actions=policy_block.actions)  # planned, not done
+    dry_run = CheckResult(account="alpha", actions=list(policy_block.actions))  # planned only
     m.after_check("alpha", dry_run, T0)
     assert value(scrape(m), "rotator_rotations_total", **labels) == 2
 
