@@ -77,8 +77,10 @@ def _kind(key: object) -> str:
 def _parse_private(text: str) -> Ed25519PrivateKey:
     stripped = text.strip()
     if not stripped.startswith(_OPENSSH_HEADER):
+        # The armour is named without its dashes: the log redactor masks a "-----BEGIN ...
+        # PRIVATE KEY-----" line and everything after it, which would cut this message short.
         raise KeyFormatError(
-            "private key is not in OpenSSH format (expected '-----BEGIN OPENSSH PRIVATE KEY-----')"
+            "private key is not in OpenSSH format (expected a 'BEGIN OPENSSH PRIVATE KEY' block)"
         )
     key: object = None
     problem: str | None = None
