@@ -440,7 +440,14 @@ class Engine:
         if consumer is not None and consumer.data and consumer.data.get("key_id") == pending.key_id:
             # Crashed after writing Vault: only the record is behind.
             return self._promote_state(run, kind, pending, consumer.created_time, started)
-        kp = keys.load_private(pending.private_key, comment=pending.title)
+        try:
+            kp = keys.load_private(pending.private_key, comment=pending.title)
+        except KeyFormatError as exc:
+            # Only a hand-edited record gets here: say which record, and touch nothing.
+            raise CorruptState(
+                f"state record for account '{self.account.name}': pending {kind} "
+                f"unreadable ({exc})"
+            ) from None
         if not self._verify(run, kp):
             key_hash = pending.key_hash
             assert key_hash is not None
