@@ -35,6 +35,9 @@ log = structlog.get_logger("rotator.cli")
 ENV_HELP = """\
 configuration (environment variables):
   VAULT_ADDR, VAULT_TOKEN       Vault address and token (required; or VAULT_TOKEN_FILE)
+  ROTATOR_VAULT_AUTH            token, approle or kubernetes (default token)
+  VAULT_ROLE_ID, VAULT_SECRET_ID  AppRole login (or VAULT_SECRET_ID_FILE; VAULT_APPROLE_MOUNT)
+  VAULT_K8S_ROLE                Kubernetes login (VAULT_K8S_JWT_FILE, VAULT_K8S_MOUNT)
   VAULT_CACERT, VAULT_NAMESPACE TLS CA bundle, namespace (optional)
   VAULT_CLIENT_TIMEOUT          per-request timeout towards Vault (default 5s)
   ROTATOR_VAULT_MOUNT           KV v2 mount (default secret)
@@ -161,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             log.error("config.invalid", problem=problem)
         return 2
-    logs.register_secret(settings.vault.token)
+    for secret in settings.vault.secret_values:
+        logs.register_secret(secret)
     try:
         if args.command == "run":
             return cmd_run(settings)
@@ -216,7 +220,9 @@ def cmd_run(settings: Settings) -> int:
         log.error("daemon.vault_unreachable", error=str(exc), hint="check VAULT_ADDR")
         return 1
     except AccessDenied as exc:
-        log.error("daemon.vault_denied", error=str(exc), hint="check VAULT_TOKEN")
+        log.error(
+            "daemon.vault_denied", error=str(exc), hint=f"check {settings.vault.auth.variables}"
+        )
         return 1
     stop = threading.Event()
 

@@ -8,8 +8,8 @@ Every problem found is collected and reported together in one
 
     ROTATOR_KEY_TTL: expected a duration like '90d' or '1h30m', got 'soon'
 
-A variable set to an empty (or all-blank) value counts as unset. The Vault token never
-appears in an error, a ``repr`` or :func:`settings_summary`.
+A variable set to an empty (or all-blank) value counts as unset. The Vault token, the
+AppRole role and secret IDs never appear in an error, a ``repr`` or :func:`settings_summary`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ Credential = Literal["ssh-key", "api-key", "bearer-token"]
 KeyKind = Literal["ssh-key", "api-key"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+AuthMethod = Literal["token", "approle", "kubernetes"]
 
 CREDENTIALS: tuple[Credential, ...] = ("ssh-key", "api-key", "bearer-token")
 KEY_KINDS: tuple[KeyKind, ...] = ("ssh-key", "api-key")
 LOG_FORMATS: tuple[LogFormat, ...] = ("json", "console")
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
+AUTH_METHODS: tuple[AuthMethod, ...] = ("token", "approle", "kubernetes")
+K8S_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
+"""Where Kubernetes mounts a pod's service-account token (the default VAULT_K8S_JWT_FILE)."""
 
 _T = TypeVar("_T")
 
@@ -105,14 +109,82 @@ class Account:
     """Encord's service-account hash, the ``{sa}`` in ``/service-accounts/{sa}/keys``."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VaultAuth:
+    """How rotator logs in to Vault: ``ROTATOR_VAULT_AUTH`` and its method's variables.
+
+    The default is ``token`` auth with the token in :attr:`VaultSettings.token`. The role
+    and secret IDs are never shown (``repr=False``). Files are re-read at every login, so a
+    sidecar that rotates them is followed.
+    """
+
+    method: AuthMethod = "token"
+    """``ROTATOR_VAULT_AUTH``: ``token``, ``approle`` or ``kubernetes``. Default ``token``."""
+    token_file: str | None = None
+    """``VAULT_TOKEN_FILE`` (token auth): re-read when the token must be replaced."""
+    role_id: str | None = field(default=None, repr=False)
+    """``VAULT_ROLE_ID`` (approle). Not a password, but not shown either."""
+    secret_id: str | None = field(default=None, repr=False)
+    """``VAULT_SECRET_ID`` (approle), or the stripped contents of ``VAULT_SECRET_ID_FILE``."""
+    secret_id_file: str | None = None
+    """``VAULT_SECRET_ID_FILE`` (approle): re-read at every login."""
+    k8s_role: str | None = None
+    """``VAULT_K8S_ROLE`` (kubernetes): the Vault role bound to this service account."""
+    jwt_file: str = K8S_JWT_FILE
+    """``VAULT_K8S_JWT_FILE`` (kubernetes): the service-account token, read at every login
+    (Kubernetes rotates projected tokens). Default: where Kubernetes mounts it."""
+    mount: str | None = None
+    """``VAULT_APPROLE_MOUNT`` / ``VAULT_K8S_MOUNT``: where the auth method is mounted;
+    None means the method's usual path (``approle``, ``kubernetes``)."""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if self.method not in AUTH_METHODS:
+            problems.append(
+                f"ROTATOR_VAULT_AUTH: expected one of {', '.join(AUTH_METHODS)}; "
+                f"got {_show(str(self.method))}"
+            )
+        if self.method == "approle":
+            if not self.role_id:
+                problems.append("VAULT_ROLE_ID: required with ROTATOR_VAULT_AUTH=approle")
+            if not self.secret_id and not self.secret_id_file:
+                problems.append(
+                    "VAULT_SECRET_ID: required with ROTATOR_VAULT_AUTH=approle "
+                    "(or VAULT_SECRET_ID_FILE)"
+                )
+        if self.method == "kubernetes":
+            if not self.k8s_role:
+                problems.append("VAULT_K8S_ROLE: required with ROTATOR_VAULT_AUTH=kubernetes")
+            if not self.jwt_file.strip():
+                problems.append("VAULT_K8S_JWT_FILE: must name the service-account token file")
+        if problems:
+            raise ConfigError(problems)
+
+    @property
+    def mount_point(self) -> str:
+        """The auth mount: ``mount`` or the method's usual path (``token`` for token auth)."""
+        return self.mount or self.method
+
+    @property
+    def variables(self) -> str:
+        """The variables that hold this method's credential, for messages and hints."""
+        if self.method == "approle":
+            secret = "VAULT_SECRET_ID_FILE" if self.secret_id_file else "VAULT_SECRET_ID"
+            return f"VAULT_ROLE_ID and {secret}"
+        if self.method == "kubernetes":
+            return "VAULT_K8S_ROLE and VAULT_K8S_JWT_FILE"
+        return "VAULT_TOKEN_FILE" if self.token_file else "VAULT_TOKEN"
+
+
 @dataclass(frozen=True, slots=True)
 class VaultSettings:
     """Where and how to reach Vault (``VAULT_*`` follow Vault's own conventions)."""
 
     addr: str
     """``VAULT_ADDR``: base URL, no trailing slash. Required: there is no safe default."""
-    token: str = field(repr=False)
-    """``VAULT_TOKEN`` (or the stripped contents of ``VAULT_TOKEN_FILE``). Never shown."""
+    token: str = field(default="", repr=False)
+    """``VAULT_TOKEN`` (or the stripped contents of ``VAULT_TOKEN_FILE``) for token auth;
+    empty with the other methods, which obtain their token by logging in. Never shown."""
     cacert: str | None = None
     """``VAULT_CACERT``: CA bundle file to verify Vault's TLS certificate; None = system CAs."""
     namespace: str | None = None
@@ -125,6 +197,16 @@ class VaultSettings:
     prefix: str = "encord"
     """``ROTATOR_VAULT_PREFIX``: path under the mount; credentials live at
     ``{prefix}/{account}/{ssh-key|api-key|bearer-token}``."""
+    auth: VaultAuth = field(default=VaultAuth(), repr=False)
+    """``ROTATOR_VAULT_AUTH`` and its variables. Default: token auth with :attr:`token`.
+    Left out of the repr, which stays free of the word "token" (``settings_summary`` shows
+    the method)."""
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        """Every credential text these settings hold (for the log redactor)."""
+        values = (self.token, self.auth.secret_id, self.auth.role_id)
+        return tuple(v for v in values if v)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,6 +302,7 @@ def settings_summary(s: Settings) -> dict[str, object]:
             "mount": s.vault.mount,
             "prefix": s.vault.prefix,
         },
+        "vault_auth": _auth_summary(s.vault.auth),
         "encord_domain": s.encord_domain,
         "accounts": [{"name": a.name, "hash": a.hash} for a in s.accounts],
         "credentials": [c for c in CREDENTIALS if c in s.credentials],
@@ -237,6 +320,24 @@ def settings_summary(s: Settings) -> dict[str, object]:
         "lease_ttl": format_duration(s.lease_ttl),
         "max_concurrency": s.max_concurrency,
     }
+
+
+def _auth_summary(auth: VaultAuth) -> dict[str, object]:
+    """The non-secret part of the auth settings (no IDs, no token)."""
+    if auth.method == "approle":
+        return {
+            "method": auth.method,
+            "mount": auth.mount_point,
+            "secret_id_from_file": auth.secret_id_file is not None,
+        }
+    if auth.method == "kubernetes":
+        return {
+            "method": auth.method,
+            "mount": auth.mount_point,
+            "role": auth.k8s_role,
+            "jwt_file": auth.jwt_file,
+        }
+    return {"method": auth.method, "from_file": auth.token_file is not None}
 
 
 # --------------------------------------------------------------------------------------
@@ -269,7 +370,8 @@ class _Reader:
         self.environ = environ
         self.problems: list[str] = []
         self.secrets: list[str] = []
-        """Vault token texts seen so far: a value holding one is never echoed."""
+        """Vault credential texts (token, role and secret IDs) seen so far: a value holding
+        one is never echoed."""
 
     def raw(self, name: str) -> str | None:
         value = self.environ.get(name)
@@ -289,7 +391,7 @@ class _Reader:
             return parse(value)
         except ValueError as exc:
             if any(secret and secret in value for secret in self.secrets):
-                self.problem(name, "invalid value (not shown: it holds the Vault token)")
+                self.problem(name, "invalid value (not shown: it holds a Vault credential)")
             else:
                 self.problem(name, str(exc))
             return None
@@ -450,52 +552,147 @@ def _remember(seen: list[str], text: str) -> None:
     seen.extend(piece for piece in text.split() if len(piece) >= 8)
 
 
-def _vault_token(r: _Reader, seen: list[str]) -> str | None:
-    """The Vault token from VAULT_TOKEN or VAULT_TOKEN_FILE; its value is never echoed.
+def _secret_from(
+    r: _Reader, seen: list[str], name: str, *, what: str, required: str
+) -> tuple[str | None, str | None]:
+    """A credential from ``name`` or ``name_FILE`` (exactly one), and the file it came from.
 
-    Every candidate token text is appended to ``seen`` so it can be scrubbed from errors.
+    Its value is never echoed; every candidate text is appended to ``seen`` so it can be
+    scrubbed from errors. ``what`` names it in messages ("the token"); ``required`` is the
+    message when neither variable is set. Returns ``(None, None)`` after recording a problem.
     """
-    direct = r.raw("VAULT_TOKEN")
-    path = r.raw("VAULT_TOKEN_FILE")
+    file_name = f"{name}_FILE"
+    direct = r.raw(name)
+    path = r.raw(file_name)
     if direct is not None:
         _remember(seen, direct)
     if direct is not None and path is not None:
-        r.problem("VAULT_TOKEN", "set only one of VAULT_TOKEN and VAULT_TOKEN_FILE")
-        return None
+        r.problem(name, f"set only one of {name} and {file_name}")
+        return None, None
     if direct is None and path is None:
-        r.problem("VAULT_TOKEN", "required (or VAULT_TOKEN_FILE naming a file holding it)")
-        return None
-    name = "VAULT_TOKEN"
+        r.problem(name, required)
+        return None, None
+    shown = name
     if path is not None:
-        name = "VAULT_TOKEN_FILE"
+        shown = file_name
+        path = path.strip()
         try:
-            with open(path.strip(), encoding="utf-8") as handle:
-                direct = handle.read()
-        except (OSError, UnicodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            r.problem(name, f"cannot read file {_show(path.strip())}: {reason or 'unreadable'}")
-            return None
+            direct = _read_text(path)
+        except ValueError as exc:
+            r.problem(file_name, str(exc))
+            return None, None
     assert direct is not None  # noqa: S101 - narrowed above: exactly one source is set
-    token = direct.strip()
-    _remember(seen, token)
-    if not token:
-        r.problem(name, "the token is empty")
-        return None
-    if any(ch.isspace() or not ch.isprintable() for ch in token):
-        r.problem(name, "the token contains whitespace or control characters")
-        return None
-    return token
+    value = direct.strip()
+    _remember(seen, value)
+    if not value:
+        r.problem(shown, f"{what} is empty")
+        return None, None
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        r.problem(shown, f"{what} contains whitespace or control characters")
+        return None, None
+    return value, path
+
+
+def _read_text(path: str) -> str:
+    """The text of ``path``; ValueError naming the path (never the content) if unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"cannot read file {_show(path)}: {reason or 'unreadable'}") from None
+
+
+def _vault_token(r: _Reader, seen: list[str]) -> tuple[str | None, str | None]:
+    """The Vault token from VAULT_TOKEN or VAULT_TOKEN_FILE, and that file (token auth)."""
+    required = "required (or VAULT_TOKEN_FILE naming a file holding it)"
+    if r.raw("VAULT_ROLE_ID") is not None:
+        required += "; VAULT_ROLE_ID is set: for AppRole set ROTATOR_VAULT_AUTH=approle"
+    elif r.raw("VAULT_K8S_ROLE") is not None:
+        required += "; VAULT_K8S_ROLE is set: for Kubernetes set ROTATOR_VAULT_AUTH=kubernetes"
+    return _secret_from(r, seen, "VAULT_TOKEN", what="the token", required=required)
+
+
+def _parse_plain_id(text: str) -> str:
+    """A role name: stripped, no whitespace, control characters or '/'."""
+    value = text.strip()
+    if any(ch.isspace() or not ch.isprintable() or ch == "/" for ch in value):
+        raise ValueError(f"expected a role name without spaces or '/', got {_show(text)}")
+    return value
+
+
+def _vault_auth(r: _Reader) -> tuple[str | None, VaultAuth | None]:
+    """``(token, auth)`` from ROTATOR_VAULT_AUTH and its method's variables.
+
+    Credential texts are remembered in ``r.secrets`` first, so no later message (of this
+    function or any other) can echo one. ``auth`` is None when a problem was recorded.
+    """
+    for name in ("VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID"):
+        raw = r.raw(name)
+        if raw is not None:
+            _remember(r.secrets, raw)
+    method = r.choice("ROTATOR_VAULT_AUTH", "token", AUTH_METHODS)
+    if method is None:
+        return None, None
+    if method == "token":
+        token, token_file = _vault_token(r, r.secrets)
+        if token is None:
+            return None, None
+        return token, VaultAuth(method="token", token_file=token_file)
+
+    problems_before = len(r.problems)
+    for name in ("VAULT_TOKEN", "VAULT_TOKEN_FILE"):
+        if r.raw(name) is not None:
+            r.problem(
+                name,
+                f"not used with ROTATOR_VAULT_AUTH={method} (it logs in for its own token); "
+                "unset it",
+            )
+    if method == "approle":
+        role_id = r.raw("VAULT_ROLE_ID")
+        if role_id is None:
+            r.problem("VAULT_ROLE_ID", "required with ROTATOR_VAULT_AUTH=approle")
+        elif any(ch.isspace() or not ch.isprintable() for ch in role_id.strip()):
+            r.problem("VAULT_ROLE_ID", "the role ID contains whitespace or control characters")
+        secret_id, secret_file = _secret_from(
+            r, r.secrets, "VAULT_SECRET_ID", what="the secret ID",
+            required="required with ROTATOR_VAULT_AUTH=approle (or VAULT_SECRET_ID_FILE)",
+        )
+        mount = r.parsed("VAULT_APPROLE_MOUNT", "approle", _parse_kv_path)
+        if len(r.problems) > problems_before:
+            return None, None
+        assert role_id is not None and mount is not None  # noqa: S101 - no problem recorded
+        return "", VaultAuth(
+            method="approle",
+            role_id=role_id.strip(),
+            secret_id=secret_id,
+            secret_id_file=secret_file,
+            mount=mount,
+        )
+
+    role = r.parsed("VAULT_K8S_ROLE", None, _parse_plain_id)
+    if r.raw("VAULT_K8S_ROLE") is None:
+        r.problem("VAULT_K8S_ROLE", "required with ROTATOR_VAULT_AUTH=kubernetes")
+    jwt_raw = r.raw("VAULT_K8S_JWT_FILE")
+    jwt_file = jwt_raw.strip() if jwt_raw is not None else K8S_JWT_FILE
+    if not jwt_file.isprintable():
+        r.problem("VAULT_K8S_JWT_FILE", f"expected a file path, got {_show(jwt_file)}")
+    mount = r.parsed("VAULT_K8S_MOUNT", "kubernetes", _parse_kv_path)
+    if len(r.problems) > problems_before:
+        return None, None
+    assert role is not None and mount is not None  # noqa: S101 - no problem recorded
+    return "", VaultAuth(method="kubernetes", k8s_role=role, jwt_file=jwt_file, mount=mount)
 
 
 def from_env(environ: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from ``environ`` (normally ``os.environ``).
 
-    Raises one :class:`ConfigError` listing every problem found; the Vault token never
-    appears in it.
+    Raises one :class:`ConfigError` listing every problem found; the Vault token and the
+    AppRole IDs never appear in it.
     """
     r = _Reader(environ)
 
-    token = _vault_token(r, r.secrets)  # first, so r.secrets guards every later message
+    token, auth = _vault_auth(r)  # first, so r.secrets guards every later message
     vault_addr = r.parsed("VAULT_ADDR", None, _parse_url)
     if r.raw("VAULT_ADDR") is None:
         r.problem("VAULT_ADDR", "required, e.g. 'https://vault.example.com:8200'")
@@ -590,7 +787,7 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         raise ConfigError(problems)
 
     # No problems means every value parsed; the asserts narrow the types for mypy.
-    assert vault_addr is not None and token is not None  # noqa: S101
+    assert vault_addr is not None and token is not None and auth is not None  # noqa: S101
     assert vault_timeout is not None and mount is not None and prefix is not None  # noqa: S101
     assert encord_domain is not None and accounts is not None  # noqa: S101
     assert credentials is not None and key_cap is not None  # noqa: S101
@@ -609,6 +806,7 @@ def from_env(environ: Mapping[str, str]) -> Settings:
             timeout=vault_timeout,
             mount=mount,
             prefix=prefix,
+            auth=auth,
         ),
         accounts=accounts,
         encord_domain=encord_domain,

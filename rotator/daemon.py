@@ -42,7 +42,7 @@ from rotator.errors import (
 )
 from rotator.ops import Metrics, OpsServer
 from rotator.policy import Policy
-from rotator.vault import VaultStore, connect
+from rotator.vault import VaultSession, VaultStore
 
 log = structlog.get_logger("rotator.daemon")
 
@@ -72,15 +72,10 @@ def policy_from(settings: Settings) -> Policy:
 
 
 def open_store(settings: Settings) -> VaultStore:
+    """A store on a :class:`VaultSession` (ROTATOR_VAULT_AUTH); it logs in on first use,
+    which :func:`wait_for_vault` makes happen at start-up."""
     v = settings.vault
-    client = connect(
-        v.addr,
-        v.token,
-        cacert=v.cacert,
-        namespace=v.namespace,
-        timeout=v.timeout.total_seconds(),
-    )
-    return VaultStore(client, mount=v.mount, prefix=v.prefix)
+    return VaultSession(v).store(mount=v.mount, prefix=v.prefix)
 
 
 def wait_for_vault(store: VaultStore, deadline: float = STARTUP_DEADLINE) -> None:
@@ -379,6 +374,18 @@ class Daemon:
                 id=f"check:{name}",
                 next_run_time=datetime.now(UTC),
             )
+        session = getattr(self.store, "session", None)
+        if session is not None:  # keep the Vault token alive: renew it, or log in again
+            self.scheduler.add_executor(ThreadPoolExecutor(max_workers=1), "vault")
+            self.scheduler.add_job(
+                session.maintain,
+                IntervalTrigger(
+                    seconds=min(session.maintain_interval(), s.check_interval.total_seconds()),
+                    timezone=UTC,
+                ),
+                id="vault:maintain",
+                executor="vault",
+            )
         self.scheduler.start()
         log.info(
             "daemon.started",
@@ -406,4 +413,5 @@ class Daemon:
 
 def register_settings_secrets(settings: Settings) -> None:
     """Tell the log redactor the secret values this process was given."""
-    logs.register_secret(settings.vault.token)
+    for value in settings.vault.secret_values:
+        logs.register_secret(value)

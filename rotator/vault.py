@@ -8,7 +8,8 @@ each other.
 hvac's errors are translated here, at the boundary, into rotator's own tree::
 
     cannot connect, timeout, 429, 5xx, sealed   -> StoreUnavailable  (names VAULT_ADDR)
-    401 / 403                                   -> AccessDenied      (names VAULT_TOKEN)
+    401 / 403                                   -> AccessDenied      (names VAULT_TOKEN, or
+                                                   the login's variables: VAULT_ROLE_ID...)
     400 "check-and-set parameter did not match" -> StoreConflict
     no such mount, or a mount that is not KV v2 -> ConfigError       (names ROTATOR_VAULT_MOUNT)
     an answer of an unexpected shape            -> CorruptState
@@ -17,21 +18,33 @@ The rotator errors are raised *outside* the ``except`` block, so they carry no
 ``__cause__`` or ``__context__``: hvac's exceptions keep the response body, and the
 ``requests`` exceptions keep the request, headers (``X-Vault-Token``) included. Messages are
 one line and never hold a token, secret data or a response body.
+
+:class:`VaultSession` owns the hvac client and its token: it logs in (``token``,
+``approle`` or ``kubernetes``), renews the token before its TTL runs out
+(:meth:`VaultSession.maintain`, run periodically by the daemon), and logs in again when
+renewal is refused or the token reaches its max TTL. A :class:`VaultStore` made by
+:meth:`VaultSession.store` logs in on first use and, when Vault refuses a token that has
+died (expired or revoked), logs in again and retries that one call once.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
 import hvac.utils
 import requests
+import structlog
 
+from rotator import logs
+from rotator.config import VaultSettings
 from rotator.errors import (
     AccessDenied,
     ConfigError,
@@ -42,7 +55,9 @@ from rotator.errors import (
 )
 from rotator.model import parse_rfc3339, utc
 
-__all__ = ["Versioned", "VaultStore", "connect"]
+__all__ = ["TokenInfo", "Versioned", "VaultSession", "VaultStore", "connect"]
+
+log = structlog.get_logger("rotator.vault")
 
 T = TypeVar("T")
 
@@ -72,6 +87,13 @@ def connect(
     is seconds per HTTP request, short so a dead Vault is noticed quickly. The caller owns
     the client and closes it with ``client.adapter.close()``.
     """
+    _validate(addr, token, timeout)
+    return _client(addr, token, cacert=cacert, namespace=namespace, timeout=timeout)
+
+
+def _validate(addr: str, token: str | None, timeout: float) -> None:
+    """ConfigError listing every problem with the address, the token (unless None: it is
+    obtained later by logging in) and the timeout."""
     problems = []
     try:
         parts = urlsplit(addr)
@@ -83,14 +105,20 @@ def connect(
         problems.append(
             f"VAULT_ADDR: expected a URL like https://vault:8200, got {_safe_addr(addr)!r}"
         )
-    if not token or token != token.strip():
+    if token is not None and (not token or token != token.strip()):
         problems.append("VAULT_TOKEN: empty, or has surrounding whitespace")
     if timeout <= 0:
         problems.append(f"Vault timeout: expected seconds > 0, got {timeout!r}")
     if problems:
         raise ConfigError(problems)
+
+
+def _client(
+    addr: str, token: str, *, cacert: str | None, namespace: str | None, timeout: float
+) -> hvac.Client:
     # Pass every setting explicitly: hvac would otherwise fall back to VAULT_* variables and
-    # ~/.vault-token, and rotator reads its environment in one place only.
+    # ~/.vault-token, and rotator reads its environment in one place only. An empty token
+    # (not None) sends no X-Vault-Token header at all.
     return hvac.Client(
         url=addr,
         token=token,
@@ -118,14 +146,31 @@ class Versioned:
 
 
 class VaultStore:
-    """Check-and-set access to ``{mount}/{prefix}/...`` on a KV version 2 mount."""
+    """Check-and-set access to ``{mount}/{prefix}/...`` on a KV version 2 mount.
+
+    With a ``session`` (see :meth:`VaultSession.store`) every call first makes sure the
+    session has logged in, and a call refused (401/403) because the token died is retried
+    once after the session logged in again.
+    """
 
     def __init__(
-        self, client: hvac.Client, *, mount: str = "secret", prefix: str = "encord"
+        self,
+        client: hvac.Client,
+        *,
+        mount: str = "secret",
+        prefix: str = "encord",
+        session: VaultSession | None = None,
     ) -> None:
         self._client = client
+        self._session = session
+        self._who = session.credential if session is not None else "VAULT_TOKEN"
         self.mount = _clean_path(mount.strip("/"), what="mount", allow_empty=False)
         self.prefix = _clean_path(prefix.strip("/"), what="prefix", allow_empty=True)
+
+    @property
+    def session(self) -> VaultSession | None:
+        """The session that keeps this store's token alive (None: a fixed token)."""
+        return self._session
 
     def __repr__(self) -> str:
         return f"VaultStore(mount={self.mount!r}, prefix={self.prefix!r})"
@@ -135,10 +180,10 @@ class VaultStore:
     def check(self) -> None:
         """Prove that Vault answers, the token is valid and the mount is KV version 2.
 
-        Raises StoreUnavailable (VAULT_ADDR), AccessDenied (VAULT_TOKEN) or ConfigError
-        (ROTATOR_VAULT_MOUNT). Uses ``auth/token/lookup-self`` (granted by the default policy)
-        and ``sys/internal/ui/mounts/{mount}``, which any token with access to the mount may
-        read.
+        Raises StoreUnavailable (VAULT_ADDR), AccessDenied (VAULT_TOKEN, or the variables of
+        the login method) or ConfigError (ROTATOR_VAULT_MOUNT). Uses
+        ``auth/token/lookup-self`` (granted by the default policy) and
+        ``sys/internal/ui/mounts/{mount}``, which any token with access to the mount may read.
         """
         self._call(
             "look up", "auth/token/lookup-self", lambda: self._client.auth.token.lookup_self()
@@ -157,7 +202,7 @@ class VaultStore:
             answer = None
         if answer is None:
             raise ConfigError(
-                f"{bad_mount} (it does not exist, or VAULT_TOKEN has no access to it)"
+                f"{bad_mount} (it does not exist, or the token ({self._who}) has no access to it)"
             )
         info = _get(answer, "data", dict, where="mount description")
         options = info.get("options") or {}
@@ -310,7 +355,28 @@ class VaultStore:
         *,
         not_found: Callable[[Any], T] | None = None,
     ) -> T:
-        """Run one hvac call, translating its failures into rotator's errors (no chain)."""
+        """Run one hvac call, translating its failures into rotator's errors (no chain).
+
+        With a session: log in first if needed, and when the token is refused, let the
+        session find out whether it died; if it was replaced, run ``fn`` once more.
+        """
+        session = self._session
+        if session is None:
+            return self._call_once(op, path, fn, not_found)
+        session.ensure()
+        used = self._client.token
+        try:
+            return self._call_once(op, path, fn, not_found)
+        except AccessDenied as denied:
+            first = denied
+        # Outside the except block, so a retry's error does not chain to the first one.
+        if not session.recover(used):
+            _raise(first)
+        return self._call_once(op, path, fn, not_found)
+
+    def _call_once(
+        self, op: str, path: str, fn: Callable[[], T], not_found: Callable[[Any], T] | None
+    ) -> T:
         try:
             return fn()
         except hvac.exceptions.InvalidPath as exc:
@@ -337,7 +403,7 @@ class VaultStore:
         if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized):
             status = 403 if isinstance(exc, hvac.exceptions.Forbidden) else 401
             return AccessDenied(
-                f"Vault refused the token (VAULT_TOKEN) for {op} {where}", status=status
+                f"Vault refused the token ({self._who}) for {op} {where}", status=status
             )
         if isinstance(exc, hvac.exceptions.InvalidRequest) and any(
             "check-and-set" in e for e in _errors(exc)
@@ -351,6 +417,469 @@ class VaultStore:
                 f"(on {op} {where}; VAULT_ADDR={_safe_addr(self._client.url)})"
             )
         return CorruptState(f"Vault answered {type(exc).__name__} to {op} {where}")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What Vault said about the session's current token; never the token itself."""
+
+    accessor: str
+    """The token's accessor ('' for batch tokens, which have none)."""
+    policies: tuple[str, ...]
+    ttl: float
+    """Seconds the token had left when Vault last described it (login, lookup or renewal);
+    0 for a token that never expires (a root token)."""
+    renewable: bool
+    expires_at: float | None
+    """When it runs out, on the session's clock (``time.monotonic`` by default); None: never."""
+
+
+# Renew once less than this share of the token's TTL is left.
+RENEW_SHARE = 1 / 3
+# A renewal that grants less than this share of the TTL the token was issued with means the
+# token is near its max TTL: log in again rather than renew ever shorter stubs.
+RELOGIN_SHARE = 1 / 2
+# How often the daemon should call maintain() at most, in seconds.
+MAINTAIN_EVERY = 30.0
+
+
+class VaultSession:
+    """The hvac client and its token: login, renewal, and login again. Thread-safe.
+
+    ``ROTATOR_VAULT_AUTH`` decides how a token is obtained:
+
+    - ``token``: the given token (re-read from ``VAULT_TOKEN_FILE`` when that was the
+      source); "login" looks it up (``auth/token/lookup-self``) to learn its TTL;
+    - ``approle``: ``auth/{mount}/login`` with ``VAULT_ROLE_ID`` and ``VAULT_SECRET_ID``
+      (re-read from ``VAULT_SECRET_ID_FILE`` at every login);
+    - ``kubernetes``: ``auth/{mount}/login`` with ``VAULT_K8S_ROLE`` and the service-account
+      JWT read from ``VAULT_K8S_JWT_FILE`` at every login.
+
+    Logins go through a separate, token-less client, so the old token is never sent along
+    and a refused login leaves the working token in place. Every token, secret ID and JWT
+    is registered with the log redactor. Nothing touches the network until :meth:`login`,
+    :meth:`ensure` or a store call. ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self, settings: VaultSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._settings = settings
+        self._auth = settings.auth
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._info: TokenInfo | None = None
+        self._issued_ttl = 0.0  # the TTL the current token was issued (or last looked up) with
+        static = self._auth.method == "token" and self._auth.token_file is None
+        _validate(settings.addr, settings.token if static else None, self._timeout)
+        # No token until login() has checked one: a store call logs in first.
+        self.client = self._side_client("")
+
+    def __repr__(self) -> str:
+        return (
+            f"VaultSession(addr={_safe_addr(self._settings.addr)!r}, "
+            f"method={self._auth.method!r}, logged_in={self._info is not None})"
+        )
+
+    # -- what it is -------------------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        """``token``, ``approle`` or ``kubernetes``."""
+        return self._auth.method
+
+    @property
+    def credential(self) -> str:
+        """Where the token comes from, naming the variables (for error messages)."""
+        if self._auth.method == "approle":
+            return f"from the AppRole login with {self._auth.variables}"
+        if self._auth.method == "kubernetes":
+            return f"from the Kubernetes login with {self._auth.variables}"
+        return self._auth.variables
+
+    @property
+    def token_info(self) -> TokenInfo | None:
+        """The current token's description; None before the first login."""
+        return self._info
+
+    def store(self, *, mount: str = "secret", prefix: str = "encord") -> VaultStore:
+        """A :class:`VaultStore` on this session's client that logs in on first use."""
+        return VaultStore(self.client, mount=mount, prefix=prefix, session=self)
+
+    def maintain_interval(self) -> float:
+        """Seconds between :meth:`maintain` calls: 30, or a sixth of a shorter TTL (>= 1)."""
+        ttl = self._issued_ttl
+        if ttl <= 0:
+            return MAINTAIN_EVERY
+        return max(1.0, min(MAINTAIN_EVERY, ttl / 6))
+
+    def close(self) -> None:
+        """Close the client's connections (the token is left to expire by itself)."""
+        self.client.adapter.close()
+
+    # -- login ------------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Log in unless already logged in."""
+        if self._info is not None:
+            return
+        with self._lock:
+            if self._info is None:
+                self.login()
+
+    def login(self) -> TokenInfo:
+        """Obtain a token by the configured method and make the client use it.
+
+        Raises AccessDenied (naming the credential's variables) when Vault refuses it,
+        StoreUnavailable (VAULT_ADDR) when Vault does not answer, ConfigError when a file
+        cannot be read or the auth mount does not exist.
+        """
+        with self._lock:
+            started = self._clock()
+            if self._auth.method == "token":
+                token = self._current_static_token()
+                info, issued_ttl = self._lookup(token, started)
+            else:
+                answer = self._login_request()
+                token, info = _auth_answer(answer, started, where=self._login_path)
+                issued_ttl = info.ttl
+            logs.register_secret(token)
+            first = self._info is None
+            self.client.token = token
+            self._info = info
+            self._issued_ttl = issued_ttl
+            # Token auth's first "login" only looks up the token it was given: not news, and
+            # one-shot commands keep stderr for their one result line.
+            emit = log.debug if first and self._auth.method == "token" else log.info
+            emit(
+                "vault.logged_in",
+                method=self._auth.method,
+                ttl=round(info.ttl),
+                renewable=info.renewable,
+                policies=list(info.policies),
+            )
+            return info
+
+    # -- upkeep -----------------------------------------------------------------------------
+
+    def maintain(self) -> str:
+        """Keep the token alive; call it periodically (see :meth:`maintain_interval`).
+
+        Renews the token once less than a third of its TTL is left; logs in again when
+        renewal is refused, when the token cannot be renewed, or when a renewal no longer
+        buys much time (max TTL near). Tokens that never expire are left alone. With
+        ``token`` auth a new token can only come from ``VAULT_TOKEN_FILE``; without one,
+        ``vault.token_expiring`` is logged as an error. Never raises a RotatorError: failures
+        are logged and retried on the next call. Returns what it did: ``idle``,
+        ``renewed``, ``relogged`` or ``failed``.
+        """
+        with self._lock:
+            if self._info is None:  # start-up never logged in: try now
+                try:
+                    self.login()
+                except RotatorError as exc:
+                    log.error(
+                        "vault.relogin_failed",
+                        reason="not_logged_in",
+                        error_type=type(exc).__name__,
+                        error=str(exc),
+                    )
+                    return "failed"
+                return "relogged"
+            info = self._info
+            if info.expires_at is None:
+                return "idle"
+            left = info.expires_at - self._clock()
+            if left > self._issued_ttl * RENEW_SHARE:
+                return "idle"
+            if left <= 0:
+                return "relogged" if self._relogin("expired") else "failed"
+            if not info.renewable:
+                return "relogged" if self._relogin("not_renewable") else "failed"
+            started = self._clock()
+            outcome = self._renew(started)
+            if outcome == "max_ttl":
+                return "relogged" if self._relogin("max_ttl") else "failed"
+            if isinstance(outcome, RotatorError):
+                status = getattr(outcome, "status", None)
+                log.warning(
+                    "vault.renewal_failed",
+                    error_type=type(outcome).__name__,
+                    error=str(outcome),
+                    status=status,
+                )
+                if isinstance(outcome, StoreUnavailable):
+                    return "failed"  # Vault is away; the token may still be fine
+                return "relogged" if self._relogin("renewal_refused") else "failed"
+            assert isinstance(outcome, TokenInfo)
+            if outcome.ttl < self._issued_ttl * RELOGIN_SHARE:
+                self._info = outcome
+                return "relogged" if self._relogin("max_ttl") else "failed"
+            self._info = outcome
+            log.info("vault.token_renewed", ttl=round(outcome.ttl))
+            return "renewed"
+
+    def recover(self, used: str | None) -> bool:
+        """After Vault refused token ``used``: True if a new token is in place to retry with.
+
+        If another thread already replaced ``used``, that is enough. Otherwise the token is
+        looked up: if Vault still accepts it, the refusal was a policy decision and nothing
+        changes (False). If Vault refuses it, the session logs in again.
+        """
+        with self._lock:
+            if self.client.token != used:
+                return True
+            if not self._token_dead():
+                return False
+            return self._relogin("token_rejected") and self.client.token != used
+
+    # -- internals --------------------------------------------------------------------------
+
+    @property
+    def _login_path(self) -> str:
+        return f"auth/{self._auth.mount_point}/login"
+
+    def _relogin(self, reason: str) -> bool:
+        """Log in again; True if the login succeeded (the client holds its token)."""
+        before = self.client.token
+        if self._auth.method == "token":
+            fresh = None
+            if self._auth.token_file is not None:
+                try:
+                    fresh = self._current_static_token()
+                except RotatorError as exc:
+                    log.error("vault.relogin_failed", reason=reason, error=str(exc))
+                    return False
+            if fresh is None or fresh == before:
+                left = None
+                if self._info is not None and self._info.expires_at is not None:
+                    left = round(max(0.0, self._info.expires_at - self._clock()), 1)
+                log.error(
+                    "vault.token_expiring",
+                    reason=reason,
+                    ttl_left=left,
+                    hint=(
+                        "the token from VAULT_TOKEN cannot be renewed or replaced: restart "
+                        "with a new token, or use VAULT_TOKEN_FILE or AppRole"
+                        if self._auth.token_file is None
+                        else "VAULT_TOKEN_FILE still holds the same token"
+                    ),
+                )
+                return False
+        log.info("vault.relogin", method=self._auth.method, reason=reason)
+        try:
+            self.login()
+        except RotatorError as exc:
+            log.error(
+                "vault.relogin_failed",
+                reason=reason,
+                error_type=type(exc).__name__,
+                error=str(exc),
+            )
+            return False
+        return True
+
+    def _current_static_token(self) -> str:
+        """Token auth: the token from VAULT_TOKEN_FILE (read now), else from the settings."""
+        path = self._auth.token_file
+        if path is None:
+            return self._settings.token
+        return _read_credential(path, "VAULT_TOKEN_FILE", "the token")
+
+    @property
+    def _timeout(self) -> float:
+        return self._settings.timeout.total_seconds()
+
+    def _side_client(self, token: str) -> hvac.Client:
+        s = self._settings
+        return _client(
+            s.addr, token, cacert=s.cacert, namespace=s.namespace, timeout=self._timeout
+        )
+
+    def _lookup(self, token: str, started: float) -> tuple[TokenInfo, float]:
+        """Describe ``token`` (token auth) with a side client, so a refused one is not adopted.
+
+        Returns the description and the TTL the token was issued with: a looked-up token may
+        be half-way through its life, and its issued TTL sets the renewal pace."""
+        side = self._side_client(token)
+        try:
+            failure: RotatorError | None = None
+            try:
+                answer = side.auth.token.lookup_self()
+            except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
+                failure = self._login_failure(exc, "auth/token/lookup-self")
+            if failure is not None:
+                _raise(failure)
+        finally:
+            side.adapter.close()
+        data = _get(answer, "data", dict, where="token lookup")
+        ttl = _number(data.get("ttl"))
+        issued = _number(data.get("creation_ttl")) or ttl
+        info = TokenInfo(
+            accessor=str(data.get("accessor") or ""),
+            policies=_policies(data.get("policies")),
+            ttl=ttl,
+            renewable=data.get("renewable") is True,
+            expires_at=started + ttl if ttl > 0 else None,
+        )
+        return info, max(issued, ttl)
+
+    def _login_request(self) -> Any:
+        """POST the method's credentials to ``auth/{mount}/login`` with a token-less client."""
+        auth = self._auth
+        if auth.method == "approle":
+            secret_id = auth.secret_id or ""
+            if auth.secret_id_file is not None:
+                secret_id = _read_credential(
+                    auth.secret_id_file, "VAULT_SECRET_ID_FILE", "the secret ID"
+                )
+            logs.register_secret(secret_id)
+
+            def call(c: hvac.Client) -> Any:
+                return c.auth.approle.login(
+                    auth.role_id, secret_id, use_token=False, mount_point=auth.mount_point
+                )
+        else:
+            jwt = _read_credential(auth.jwt_file, "VAULT_K8S_JWT_FILE", "the JWT")
+            logs.register_secret(jwt)
+
+            def call(c: hvac.Client) -> Any:
+                return c.auth.kubernetes.login(
+                    auth.k8s_role, jwt, use_token=False, mount_point=auth.mount_point
+                )
+
+        side = self._side_client("")
+        try:
+            failure: RotatorError | None = None
+            try:
+                return call(side)
+            except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
+                failure = self._login_failure(exc, self._login_path)
+            _raise(failure)
+        finally:
+            side.adapter.close()
+
+    def _login_failure(self, exc: Exception, path: str) -> RotatorError:
+        """A login (or token lookup) failure as one line naming the variables to check."""
+        auth = self._auth
+        if isinstance(exc, (*_UNAVAILABLE, requests.exceptions.RequestException)):
+            return StoreUnavailable(
+                f"Vault at VAULT_ADDR did not answer: {type(exc).__name__} "
+                f"(on {path}; VAULT_ADDR={_safe_addr(self._settings.addr)})"
+            )
+        mount_var = "VAULT_APPROLE_MOUNT" if auth.method == "approle" else "VAULT_K8S_MOUNT"
+        if isinstance(exc, hvac.exceptions.InvalidPath):
+            # Vault answers 403, not 404, for a login on a mount that does not exist, and
+            # every Vault has auth/token: a 404 here means VAULT_ADDR is something else.
+            hint = "" if auth.method == "token" else f", and {mount_var} names its mount"
+            return ConfigError(
+                f"VAULT_ADDR: {_safe_addr(self._settings.addr)} answered 404 to {path}; "
+                f"check that it is a Vault server{hint}"
+            )
+        refused = (
+            hvac.exceptions.Forbidden,
+            hvac.exceptions.Unauthorized,
+            hvac.exceptions.InvalidRequest,
+        )
+        if isinstance(exc, refused):
+            status = (
+                403 if isinstance(exc, hvac.exceptions.Forbidden)
+                else 401 if isinstance(exc, hvac.exceptions.Unauthorized)
+                else 400
+            )
+            if auth.method == "token":
+                return AccessDenied(
+                    f"Vault refused the token ({auth.variables}) for look up {path}",
+                    status=status,
+                )
+            method = "AppRole" if auth.method == "approle" else "Kubernetes"
+            role = f" for role {auth.k8s_role!r}" if auth.method == "kubernetes" else ""
+            return AccessDenied(
+                f"Vault refused the {method} login at {path}{role} ({status}): check "
+                f"{auth.variables} (and {mount_var}, if the method is mounted elsewhere)",
+                status=status,
+            )
+        return CorruptState(f"Vault answered {type(exc).__name__} to {path}")
+
+    def _renew(self, started: float) -> TokenInfo | RotatorError | Literal["max_ttl"]:
+        """Renew the current token: its new description, the translated failure, or
+        ``"max_ttl"`` when Vault says the token is past its max TTL (OpenBao answers that
+        with a 500 "past the max TTL, cannot renew", which is not an outage)."""
+        failure: RotatorError | None = None
+        past_max = False
+        try:
+            answer = self.client.auth.token.renew_self()
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
+            past_max = isinstance(exc, hvac.exceptions.VaultError) and any(
+                "max ttl" in e.lower() for e in _errors(exc)
+            )
+            failure = self._login_failure(exc, "auth/token/renew-self")
+        if past_max:
+            return "max_ttl"
+        if failure is not None:
+            return failure
+        try:
+            _, info = _auth_answer(answer, started, where="auth/token/renew-self")
+        except CorruptState as exc:
+            return exc
+        return info
+
+    def _token_dead(self) -> bool:
+        """True if Vault refuses the current token itself (lookup-self 401/403)."""
+        try:
+            self.client.auth.token.lookup_self()
+        except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
+            return True
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException):
+            return False  # Vault is away or odd: leave the first error standing
+        return False
+
+
+def _read_credential(path: str, variable: str, what: str) -> str:
+    """A credential file's stripped text; ConfigError naming ``variable`` (never the text)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read().strip()
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"{variable}: cannot read file {path[:200]!r}: {reason or 'unreadable'}"
+        ) from None
+    if not text:
+        raise ConfigError(f"{variable}: {what} in {path[:200]!r} is empty")
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ConfigError(
+            f"{variable}: {what} in {path[:200]!r} contains whitespace or control characters"
+        )
+    return text
+
+
+def _auth_answer(answer: Any, started: float, *, where: str) -> tuple[str, TokenInfo]:
+    """The token and its description from a login or renewal answer (``auth`` block)."""
+    auth = _get(answer, "auth", dict, where=where)
+    token = _get(auth, "client_token", str, where=where)
+    if not token:
+        raise CorruptState(f"Vault answered an empty client_token to {where}")
+    ttl = _number(auth.get("lease_duration"))
+    return token, TokenInfo(
+        accessor=str(auth.get("accessor") or ""),
+        policies=_policies(auth.get("policies")),
+        ttl=ttl,
+        renewable=auth.get("renewable") is True,
+        expires_at=started + ttl if ttl > 0 else None,
+    )
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return 0.0
+    return float(value)
+
+
+def _policies(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(p for p in value if isinstance(p, str))
 
 
 def _raise(failure: RotatorError) -> NoReturn:
