@@ -18,7 +18,7 @@ from encord.http.constants import RequestsSettings
 from rotator.devtools.openbao import OpenBaoDev
 from rotator.policy import owned_title_prefix
 from rotator.sandbox import Sandbox
-from tests.secret_scan import assert_no_secrets
+from tests.secret_scan import assert_no_secrets, scan_later
 
 FAST_SDK = RequestsSettings(
     max_retries=0, connection_retries=0, connect_timeout=5, read_timeout=5, write_timeout=5
@@ -76,8 +76,10 @@ class Proc:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.args = list(args)
         self.lines: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._scanned = False
         assert self.popen.stdout is not None and self.popen.stderr is not None
         self._threads = [
             threading.Thread(target=self._pump, args=("stdout", self.popen.stdout), daemon=True),
@@ -113,6 +115,9 @@ class Proc:
         for stream in (self.popen.stdout, self.popen.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
+        if not self._scanned:  # every line it wrote joins the session-wide secret scan
+            self._scanned = True
+            scan_later(self.text(), f"output of rotator {' '.join(self.args)}")
         return rc
 
     def text(self) -> str:
@@ -148,6 +153,7 @@ def rotator_cli(
         timeout=timeout,
         check=False,
     )
+    scan_later(done.stdout + done.stderr, f"output of rotator {' '.join(args)}")
     return done.returncode, done.stdout, done.stderr
 
 

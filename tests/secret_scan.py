@@ -4,8 +4,14 @@ Every test's captured stdout, stderr and log records, and the text of every fail
 scanned for private keys (OpenSSH/PEM blocks, or the base64 of ``openssh-key-v1`` that
 starts every OpenSSH private key body), OpenBao dev root tokens and Vault service tokens,
 and every secret value the suite handled: private keys made by :func:`rotator.keys.generate`
-and bearer tokens answered to :class:`rotator.encord.client.EncordClient`. Output of
-subprocesses is checked by tests with :func:`assert_no_secrets`.
+and bearer tokens answered to :class:`rotator.encord.client.EncordClient`, plus any value a
+test hands to :func:`remember` (keys and tokens a daemon subprocess made, read back from
+Vault). A ``Bearer <credential>`` is caught even when its value was never seen.
+
+Texts that never reach pytest's capture are added to the same session-wide check:
+:func:`scan_later` for any text (subprocess output), :func:`note_exception` for every
+exception a test catches and keeps going after (its ``str``, ``repr`` and whole formatted
+chain). Tests may also fail at once with :func:`assert_no_secrets`.
 
 A finding fails the session (naming the test and the kind of secret, never the secret).
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import re
 import threading
+import traceback
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
@@ -24,16 +31,27 @@ from rotator.encord import client as encord_client
 from rotator.model import BearerToken
 
 PATTERN = re.compile(
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"
-    r"|b3BlbnNzaC1rZXktdjE"  # base64("openssh-key-v1"): an OpenSSH private key body
-    r"|\bdev-[A-Za-z0-9_-]{32}\b"  # OpenBaoDev root tokens
-    r"|\bhv[sbr]\.[A-Za-z0-9_-]{20,}"  # Vault/OpenBao service, batch, recovery tokens
-    r"|\bs\.[A-Za-z0-9]{24}\b"
+    r"(?P<private_key_block>-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)"
+    # base64("openssh-key-v1"): the start of every OpenSSH private key body
+    r"|(?P<openssh_key_body>b3BlbnNzaC1rZXktdjE)"
+    r"|(?P<openbao_dev_root_token>\bdev-[A-Za-z0-9_-]{32}\b)"
+    # Vault/OpenBao service, batch and recovery tokens, and the legacy service form
+    r"|(?P<vault_token>\bhv[sbr]\.[A-Za-z0-9_-]{20,}|\bs\.[A-Za-z0-9]{24}\b)"
+    # An HTTP bearer credential (not a redacted one): "Bearer <16+ token characters>"
+    r"|(?P<bearer_credential>\b[Bb]earer\s+(?!\[redacted\])[A-Za-z0-9._~+/=-]{16,})"
 )
 
 _known: set[str] = set()
 _lock = threading.Lock()
 _findings: list[str] = []
+_stats = {"texts": 0, "exceptions": 0}
+
+
+class _Current:
+    """The test now running (findings of scan_later/note_exception name it)."""
+
+    nodeid = "(outside a test)"
+    planting = False  # marked plants_secrets: it shows secrets on purpose
 
 
 def remember(value: str) -> None:
@@ -45,7 +63,7 @@ def remember(value: str) -> None:
 
 def find_secrets(text: str) -> list[str]:
     """Kinds of secret found in ``text`` (empty when clean); never the secret itself."""
-    found = [f"pattern {m.group(0)[:12]!r}..." for m in PATTERN.finditer(text)]
+    found = [str(m.lastgroup) for m in PATTERN.finditer(text)]
     with _lock:
         known = list(_known)
     for value in known:
@@ -64,6 +82,35 @@ def assert_no_secrets(text: str, where: str = "output") -> None:
     """Fail the calling test if ``text`` holds a secret."""
     found = find_secrets(text)
     assert not found, f"secret material in {where}: {sorted(set(found))}"
+
+
+def scan_later(text: str, where: str = "output") -> None:
+    """Add ``text`` to the session-wide scan: a finding fails the session, naming the running
+    test and ``where`` (never the secret). For texts pytest does not capture itself."""
+    found = find_secrets(text)
+    with _lock:
+        _stats["texts"] += 1
+        if found and not _Current.planting:
+            _findings.append(f"{_Current.nodeid} ({where}): {sorted(set(found))}")
+
+
+def note_exception(exc: BaseException, where: str = "exception") -> None:
+    """Scan an exception a test caught (``str``, ``repr``, the formatted chain with causes)."""
+    text = exception_text(exc)
+    with _lock:
+        _stats["exceptions"] += 1
+    scan_later(text, f"{where}: {type(exc).__name__}")
+
+
+def exception_text(exc: BaseException) -> str:
+    """Everything an exception could show: ``str``, ``repr``, the formatted chain."""
+    return "\n".join([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
+
+
+def stats() -> dict[str, int]:
+    """How many texts and exceptions :func:`scan_later`/:func:`note_exception` scanned."""
+    with _lock:
+        return dict(_stats)
 
 
 def _wrap_generate(original: Callable[..., keys.KeyPair]) -> Callable[..., keys.KeyPair]:
@@ -99,6 +146,13 @@ def _texts(report: pytest.TestReport) -> Iterable[str]:
         yield report.longreprtext
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    with _lock:
+        _Current.nodeid = item.nodeid
+        _Current.planting = item.get_closest_marker("plants_secrets") is not None
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -128,3 +182,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             for line in lines:
                 reporter.write_line(line, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    counts = stats()
+    if counts["texts"]:
+        terminalreporter.write_line(
+            f"secret scan: also checked {counts['texts']} subprocess/exception texts "
+            f"({counts['exceptions']} exceptions): "
+            + ("clean" if not _findings else f"{len(_findings)} finding(s)")
+        )
