@@ -105,14 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="account name from ROTATOR_ACCOUNTS")
     p.add_argument(
-        "--private-key-file", required=True, metavar="F",
+        "--private-key-file",
+        required=True,
+        metavar="F",
         help="OpenSSH Ed25519 private key file (the file the Encord UI downloaded)",
     )
 
     p = sub.add_parser("rotate", help="rotate an account's key now (cap and grace still apply)")
     p.add_argument("name", help="account name from ROTATOR_ACCOUNTS")
     p.add_argument(
-        "--credential", choices=("ssh-key", "api-key"), default="ssh-key",
+        "--credential",
+        choices=("ssh-key", "api-key"),
+        default="ssh-key",
         help="which key to rotate (default ssh-key)",
     )
 
@@ -127,11 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedded OpenBao + Encord sandbox + daemon with seconds-scale timings",
     )
     p.add_argument(
-        "--duration", type=float, default=0.0, metavar="S",
+        "--duration",
+        type=float,
+        default=0.0,
+        metavar="S",
         help="stop by itself after S seconds (default: run until Ctrl-C)",
     )
     p.add_argument(
-        "--workdir", default=None, metavar="DIR",
+        "--workdir",
+        default=None,
+        metavar="DIR",
         help="where the demo keeps its files (default: a new temporary folder)",
     )
 
@@ -199,15 +208,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- commands ----------------------------------------------------------------------------
 
 
-def _engine_for(settings: Settings, name: str) -> Engine:
-    from rotator.daemon import make_engines, open_store, wait_for_vault
-    from rotator.encord.registry import registry_factory
+def _engine_for(settings: Settings, name: str, lease: Any = None) -> Engine:
+    """The account's engine; with ``lease`` (a :class:`rotator.lease.Lease`) its writes are
+    fenced by it."""
+    from rotator.daemon import make_engines, make_factory, open_store, wait_for_vault
 
     if name not in {a.name for a in settings.accounts}:
         raise ConfigError(f"account '{name}' is not in ROTATOR_ACCOUNTS")
-    store = open_store(settings)
+    store = lease.store if lease is not None else open_store(settings)
     wait_for_vault(store, deadline=5.0)
-    return make_engines(settings, store, registry_factory(settings.encord_domain))[name]
+    leases = {name: lease} if lease is not None else None
+    return make_engines(settings, store, make_factory(settings), leases=leases)[name]
 
 
 def cmd_run(settings: Settings) -> int:
@@ -257,17 +268,41 @@ def cmd_bootstrap(settings: Settings, name: str, key_file: str) -> int:
                 )
                 return 1
             raise
-    print(json.dumps({"event": "bootstrap.done", "account": name, "key_id": record.key_id,
-                      "key_hash": record.key_hash}))
+    print(
+        json.dumps(
+            {
+                "event": "bootstrap.done",
+                "account": name,
+                "key_id": record.key_id,
+                "key_hash": record.key_hash,
+            }
+        )
+    )
     return 0
 
 
 def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
     if credential not in settings.key_kinds:
         raise ConfigError(f"--credential: '{credential}' is not in ROTATOR_CREDENTIALS")
-    engine = _engine_for(settings, name)
+    from rotator.daemon import open_store
+    from rotator.lease import Lease, replica_id
+
+    if name not in {a.name for a in settings.accounts}:
+        raise ConfigError(f"account '{name}' is not in ROTATOR_ACCOUNTS")
+    lease = Lease(open_store(settings), name, holder=f"cli-{replica_id()}", ttl=settings.lease_ttl)
+    engine = _engine_for(settings, name, lease=None if settings.dry_run else lease)
     with structlog.contextvars.bound_contextvars(account=name):
-        result = engine.check(force=frozenset({credential}), dry_run=settings.dry_run)
+        if not settings.dry_run and not lease.acquire():
+            # A running daemon holds the account: ask it, through the state record, to rotate
+            # at its next check (within ROTATOR_CHECK_INTERVAL).
+            engine = _engine_for(settings, name)
+            engine.request_rotation(credential)
+            print(json.dumps({"event": "rotate.requested", "account": name, "kind": credential}))
+            return 0
+        try:
+            result = engine.check(force=frozenset({credential}), dry_run=settings.dry_run)
+        finally:
+            lease.release()
     print(json.dumps({"event": "rotate.done", "account": name, "outcomes": result.outcomes}))
     ok = not any(o in ("failed", "blocked_by_cap", "not_bootstrapped") for o in result.outcomes)
     return 0 if ok else 1
@@ -324,7 +359,9 @@ def status_of(settings: Settings, name: str) -> dict[str, Any]:
         k["pending"] = ks.pending.phase if ks.pending else None
         if ks.last is not None:
             k["last_rotation"] = {
-                "outcome": ks.last.outcome, "at": ks.last.at.isoformat(), "reason": ks.last.reason,
+                "outcome": ks.last.outcome,
+                "at": ks.last.at.isoformat(),
+                "reason": ks.last.reason,
             }
         entry[kind] = k
     if state.bearer is not None:

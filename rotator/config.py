@@ -27,6 +27,8 @@ from rotator.errors import ConfigError
 Credential = Literal["ssh-key", "api-key", "bearer-token"]
 KeyKind = Literal["ssh-key", "api-key"]
 LogFormat = Literal["json", "console"]
+Registrar = Literal["api", "manual"]
+REGISTRARS: tuple[str, ...] = ("api", "manual")
 LogLevel = Literal["debug", "info", "warning", "error"]
 AuthMethod = Literal["token", "approle", "kubernetes"]
 
@@ -267,6 +269,10 @@ class Settings:
     max_concurrency: int = 4
     """``ROTATOR_MAX_CONCURRENCY``: accounts worked on at once. 4 keeps Vault and Encord
     from being flooded while one slow account does not hold up the others."""
+    registrar: Registrar = "api"
+    """``ROTATOR_REGISTRAR``: ``api`` (rotator adds and deletes keys through Encord's key
+    management) or ``manual`` (a person does, when Encord does not expose key management to
+    the workspace; rotator asks in its logs and polls until it sees it done)."""
 
     def __post_init__(self) -> None:
         if self.lease_ttl == timedelta(0):
@@ -319,6 +325,7 @@ def settings_summary(s: Settings) -> dict[str, object]:
         "http_addr": s.http_addr,
         "lease_ttl": format_duration(s.lease_ttl),
         "max_concurrency": s.max_concurrency,
+        "registrar": s.registrar,
     }
 
 
@@ -722,6 +729,7 @@ def from_env(environ: Mapping[str, str]) -> Settings:
     lease_ttl = r.duration("ROTATOR_LEASE_TTL", "0s")
     lease_set = r.raw("ROTATOR_LEASE_TTL") is not None
     max_concurrency = r.integer("ROTATOR_MAX_CONCURRENCY", 4, minimum=1)
+    registrar = r.choice("ROTATOR_REGISTRAR", "api", REGISTRARS)
 
     log_format = r.choice("ROTATOR_LOG_FORMAT", "json", LOG_FORMATS)
     log_level = r.choice("ROTATOR_LOG_LEVEL", "info", LOG_LEVELS)
@@ -765,6 +773,12 @@ def from_env(environ: Mapping[str, str]) -> Settings:
             f"({format_duration(bearer_ttl)} <= {format_duration(check_interval + jitter)}), "
             "or a token could expire between two checks",
         )
+    if registrar == "manual" and credentials is not None and "api-key" in credentials:
+        r.problem(
+            "ROTATOR_REGISTRAR",
+            "'manual' cannot keep an api-key (Encord generates those through key "
+            "management); use ssh-key with the manual registrar",
+        )
     if (
         lease_set
         and lease_ttl is not None
@@ -796,6 +810,7 @@ def from_env(environ: Mapping[str, str]) -> Settings:
     assert jitter is not None and lease_ttl is not None  # noqa: S101
     assert max_concurrency is not None and dry_run is not None and http is not None  # noqa: S101
     assert log_format is not None and log_level is not None  # noqa: S101
+    assert registrar is not None  # noqa: S101
 
     return Settings(
         vault=VaultSettings(
@@ -825,4 +840,5 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         http_port=http[1],
         lease_ttl=lease_ttl,  # timedelta(0) when unset: Settings derives it
         max_concurrency=max_concurrency,
+        registrar=cast(Registrar, registrar),
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +40,7 @@ from rotator.errors import (
     StoreUnavailable,
     TransientError,
 )
+from rotator.lease import FencedStore, Lease, LeaseLost, replica_id
 from rotator.ops import Metrics, OpsServer
 from rotator.policy import Policy
 from rotator.vault import VaultSession, VaultStore
@@ -97,18 +98,30 @@ def wait_for_vault(store: VaultStore, deadline: float = STARTUP_DEADLINE) -> Non
             delay = min(delay * 2, 2.0)
 
 
+def make_factory(settings: Settings) -> RegistryFactory:
+    """Encord registries for the engines: key management over the API, or by a person."""
+    return registry_factory(
+        settings.encord_domain,
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        manual=settings.registrar == "manual",
+    )
+
+
 def make_engines(
     settings: Settings,
     store: SecretStore,
     factory: RegistryFactory,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    leases: Mapping[str, Lease] | None = None,
 ) -> dict[str, Engine]:
+    """One engine per account; with ``leases``, each engine's writes are fenced by its
+    account's lease."""
     policy = policy_from(settings)
     return {
         a.name: Engine(
             account=AccountRef(a.name, a.hash),
-            store=store,
+            store=FencedStore(store, leases[a.name]) if leases else store,
             registry_factory=factory,
             policy=policy,
             sleep=sleep,
@@ -150,11 +163,21 @@ class Daemon:
         self.settings = settings
         self.stopping = threading.Event()
         self.store = store if store is not None else open_store(settings)
-        self.factory = factory if factory is not None else registry_factory(
-            settings.encord_domain,
-            timeout=httpx.Timeout(10.0, connect=5.0),
+        self.factory = factory if factory is not None else make_factory(settings)
+        # Several replicas may run: a per-account lease in Vault decides which one works on an
+        # account. A dry run writes nothing, leases included.
+        self.replica = replica_id()
+        self.leases = {
+            a.name: Lease(self.store, a.name, holder=self.replica, ttl=settings.lease_ttl)
+            for a in settings.accounts
+        }
+        self.engines = make_engines(
+            settings,
+            self.store,
+            self.factory,
+            sleep=self._sleep,
+            leases=None if settings.dry_run else self.leases,
         )
-        self.engines = make_engines(settings, self.store, self.factory, sleep=self._sleep)
         self.health = {name: AccountHealth() for name in self.engines}
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=settings.max_concurrency)},
@@ -207,9 +230,17 @@ class Daemon:
         with structlog.contextvars.bound_contextvars(account=name, run_id=run_id):
             h.last_check = datetime.now(UTC)
             try:
+                if not self.settings.dry_run and not self._lease(name, h):
+                    return None
                 result = engine.check(dry_run=self.settings.dry_run, stop=self.stopping.is_set)
             except ShutdownRequested:
                 log.info("check.interrupted", reason="shutdown")
+                return None
+            except LeaseLost as exc:
+                # Another replica took the account over (we were too slow to renew): stop
+                # here; the record is consistent after every step, so it can carry on.
+                log.warning("lease.lost", error=str(exc))
+                self.metrics.set_lease_held(name, False)
                 return None
             except StoreConflict as exc:
                 # Someone else moved first: not a failure, re-plan on the next check.
@@ -238,6 +269,21 @@ class Daemon:
             log.debug("check.finished", outcomes=result.outcomes, keys_held=result.keys_held)
             self._schedule_due(name, result)
             return result
+
+    def _lease(self, name: str, h: AccountHealth) -> bool:
+        """Take or renew this account's lease; False when another replica holds it (then this
+        one stands by: Vault answered, so it counts as ready)."""
+        held = self.leases[name].acquire()
+        self.metrics.set_lease_held(name, held)
+        if not held:
+            log.debug("lease.held_elsewhere")
+            h.failures = 0
+            h.not_before = 0.0
+            h.ready = True
+            h.vault_ok = True
+            h.encord_ok = None
+            h.error_kind = None
+        return held
 
     def _failed(self, name: str, h: AccountHealth, exc: BaseException) -> None:
         h.failures += 1
@@ -389,6 +435,7 @@ class Daemon:
         self.scheduler.start()
         log.info(
             "daemon.started",
+            replica=self.replica,
             accounts=[a.name for a in s.accounts],
             settings=settings_summary(s),
         )
@@ -400,6 +447,8 @@ class Daemon:
         self.stopping.set()
         log.info("daemon.stopping", reason=reason)
         self.scheduler.shutdown(wait=True)
+        for lease in self.leases.values():
+            lease.release()  # another replica takes over at once, not after expiry
         self.ops.stop()
         log.info("daemon.stopped")
 

@@ -313,6 +313,7 @@ class Engine:
                 )
                 result.outcomes.append("not_bootstrapped")
                 return result
+            force = force | run.state.requested
             actions = plan(self._snapshot(run), self.policy, self.clock(), force=force)
             result.actions = actions
             if dry_run:
@@ -400,7 +401,9 @@ class Engine:
         new = replace(ks, last=last, pending=None if clear_pending else ks.pending)
         if outcome == "rotated":
             new = replace(new, last_success=last.at)
-        self._save(run, run.state.with_kind(kind, new))
+        # A rotation asked for by `rotator rotate` is answered by this outcome.
+        after = replace(run.state, requested=run.state.requested - {kind})
+        self._save(run, after.with_kind(kind, new))
         run.rotations.append((kind, outcome))
         level = "info" if outcome == "rotated" else "warning"
         getattr(log, level)(
@@ -694,6 +697,9 @@ class Engine:
         if action.reason == "blocked_by_cap":
             run.rotations.append((action.kind, action.reason))
         ks = run.state.kind(action.kind)
+        if action.kind in run.state.requested:
+            run.state = replace(run.state, requested=run.state.requested - {action.kind})
+            ks = replace(ks, last=None)  # force the write below, which records the answer
         if ks.last is None or ks.last.outcome != action.reason:
             last = LastRun(
                 outcome=action.reason,
@@ -733,6 +739,14 @@ class Engine:
         return "bearer_minted"
 
     # --- bootstrap --------------------------------------------------------------------------
+
+    def request_rotation(self, kind: str) -> AccountState:
+        """Ask whichever replica holds the account's lease to rotate ``kind`` at its next
+        check (``rotator rotate`` while a daemon runs). A check-and-set write of the record."""
+        state = self.load_state()
+        new = replace(state, requested=state.requested | {kind})
+        version = self.store.write(self._rel(STATE_NAME), to_dict(new), cas=state.version)
+        return replace(new, version=version)
 
     def bootstrap(self, private_key_text: str) -> KeyRecord:
         """Adopt a key an admin made: prove it authenticates, store it as the current ssh-key."""

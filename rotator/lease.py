@@ -28,7 +28,7 @@ import structlog
 
 from rotator.engine import SecretStore, VersionedData
 from rotator.errors import RotatorError, StoreConflict
-from rotator.model import parse_rfc3339, rfc3339
+from rotator.model import parse_rfc3339
 
 log = structlog.get_logger("rotator.lease")
 
@@ -37,6 +37,10 @@ LEASE_NAME = "lease"
 
 class LeaseLost(StoreConflict):
     """This replica's lease on an account moved on: stop writing for that account."""
+
+
+def _precise(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def replica_id() -> str:
@@ -51,10 +55,12 @@ class LeaseRecord:
     acquired_at: datetime
 
     def to_dict(self) -> dict[str, str]:
+        # Microseconds kept: leases in tests (and short intervals) live for under a second,
+        # and a deadline truncated to whole seconds could already be past when written.
         return {
             "holder": self.holder,
-            "expires_at": rfc3339(self.expires_at),
-            "acquired_at": rfc3339(self.acquired_at),
+            "expires_at": _precise(self.expires_at),
+            "acquired_at": _precise(self.acquired_at),
         }
 
     @classmethod
@@ -174,5 +180,9 @@ class FencedStore:
         return self._store.read(rel)
 
     def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int:
+        # A write outside a check (bootstrap through the daemon's engine) takes the lease
+        # first if it is free; one held by another live replica refuses it.
+        if not self._lease.held and not self._lease.acquire():
+            raise LeaseLost(f"lease on account '{self._lease.account}' is held by another replica")
         self._lease.ensure()
         return self._store.write(rel, data, cas=cas)

@@ -296,6 +296,11 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     ops: OpsServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback to stderr (e.g. a client that hangs up mid-answer);
+        # in json mode every line must be JSON, so it goes to the debug log instead.
+        log.debug("ops.connection_error", client=str(client_address[0]), exc_info=True)
+
 
 class OpsServer:
     """``/healthz``, ``/readyz`` and ``/metrics`` on ``host:port`` (port 0: a free one).

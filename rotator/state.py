@@ -112,6 +112,7 @@ class AccountState:
     kinds: Mapping[str, KindState] = field(default_factory=dict)
     bearer: BearerState | None = None
     version: int = 0
+    requested: frozenset[str] = frozenset()  # kinds `rotator rotate` asked the holder to rotate
 
     def kind(self, kind: str) -> KindState:
         return self.kinds.get(kind, KindState())
@@ -198,7 +199,10 @@ def to_dict(state: AccountState) -> dict[str, Any]:
             "expires_at": rfc3339(state.bearer.expires_at),
             "minted_with": state.bearer.minted_with,
         }
-    return {"schema": SCHEMA, "kinds": kinds, "bearer": bearer}
+    out: dict[str, Any] = {"schema": SCHEMA, "kinds": kinds, "bearer": bearer}
+    if state.requested:
+        out["requested"] = sorted(state.requested)
+    return out
 
 
 class _Reader:
@@ -322,7 +326,12 @@ def from_dict(data: Mapping[str, Any] | None, version: int, *, account: str) -> 
             expires_at=r.reqdt(b, "expires_at"),
             minted_with=r.req(b, "minted_with"),
         )
-    return AccountState(kinds=kinds, bearer=bearer, version=version)
+    requested_raw = root.get("requested", [])
+    if not isinstance(requested_raw, list) or any(k not in KEY_KINDS for k in requested_raw):
+        raise r.fail("'requested' must be a list of key kinds")
+    return AccountState(
+        kinds=kinds, bearer=bearer, version=version, requested=frozenset(requested_raw)
+    )
 
 
 def public_view(state: AccountState) -> dict[str, Any]:

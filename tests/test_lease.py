@@ -92,3 +92,16 @@ def test_garbage_lease_record_counts_as_free(vault_store: VaultStore) -> None:
     vault_store.write("alpha/lease", {"holder": "x", "expires_at": "soon"}, cas=0)
     a = lease(vault_store, "a", clock)
     assert a.acquire()
+
+
+def test_sub_second_lease_is_not_born_expired(vault_store: VaultStore) -> None:
+    """A 0.9 s lease taken at .05 s past a second still holds: deadlines keep microseconds."""
+    clock = Clock()
+    clock.now = clock.now.replace(microsecond=50_000)
+    a = lease(vault_store, "a", clock, ttl=0.9)
+    assert a.acquire()
+    clock.advance(0.8)
+    a.ensure()  # does not raise
+    clock.advance(0.2)
+    with pytest.raises(LeaseLost):
+        a.ensure()
