@@ -1,0 +1,125 @@
+"""Three daemon processes against one OpenBao and the sandbox: leases keep them from ever
+working on one account at the same time."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rotator.devtools.openbao import OpenBaoDev
+from rotator.state import from_dict
+from rotator.vault import VaultStore
+from tests.e2e import Proc, base_env, owned_orphans, rotator_cli, sdk_authenticates
+from tests.fixtures_sandbox import MakeSandbox
+
+ACCOUNTS = ("alpha", "beta")
+
+
+def _seed(folder: Path) -> dict[str, Any]:
+    return {
+        "service_accounts": [
+            {"name": n, "hash": f"sa-{n}", "key_cap": 5, "bootstrap_key_file": str(folder / n)}
+            for n in ACCOUNTS
+        ]
+    }
+
+
+def _ts(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00"))
+
+
+def test_three_replicas_never_rotate_one_account_twice(
+    openbao: OpenBaoDev,
+    vault_store: VaultStore,
+    vault_prefix: str,
+    make_sandbox: MakeSandbox,
+    tmp_path: Path,
+) -> None:
+    """No overlapping rotations of an account across replicas, one new key per rotation, the
+    cap never exceeded, nothing orphaned; a SIGKILLed holder's accounts are taken over."""
+    handle = make_sandbox(seed=_seed(tmp_path))
+    env = base_env(
+        openbao,
+        vault_prefix,
+        handle.url,
+        ROTATOR_ACCOUNTS=",".join(f"{n}=sa-{n}" for n in ACCOUNTS),
+    )
+    for name in ACCOUNTS:
+        rc, _, err = rotator_cli(
+            ["bootstrap", name, "--private-key-file", str(tmp_path / name)], env
+        )
+        assert rc == 0, err
+    procs = [Proc(["run"], env) for _ in range(3)]
+    try:
+        time.sleep(6)
+        # Kill whichever replica holds a lease right now; the others must take over.
+        holders = {
+            e.get("replica") for p in procs for e in p.events() if e["event"] == "daemon.started"
+        }
+        assert len(holders) == 3
+        acquired = [
+            i
+            for i, p in enumerate(procs)
+            if any(e["event"] == "lease.acquired" for e in p.events())
+        ]
+        assert acquired, "some replica took a lease"
+        victim = procs[acquired[0]]
+        victim.popen.send_signal(signal.SIGKILL)
+        victim.finish()
+        killed_at = time.monotonic()
+        killed_wall = datetime.now(UTC)
+        victim_index = procs.index(victim)
+        time.sleep(8)
+        for p in procs:
+            if p is not victim:
+                p.popen.send_signal(signal.SIGTERM)
+        for p in procs:
+            if p is not victim:
+                assert p.finish(timeout=10) == 0
+    finally:
+        for p in procs:
+            p.kill()
+    assert time.monotonic() - killed_at >= 8
+    for p in procs:
+        p.assert_all_json()
+
+    # Rotation intervals per account, across processes (rotation.started -> finished, by run_id).
+    spans: dict[str, list[tuple[datetime, datetime, int]]] = defaultdict(list)
+    started_keys: dict[str, list[str]] = defaultdict(list)
+    for i, p in enumerate(procs):
+        begun: dict[tuple[str, str], datetime] = {}
+        for e in p.events():
+            key = (e.get("account", ""), e.get("run_id", ""))
+            if e["event"] == "rotation.started":
+                begun[key] = _ts(e)
+                started_keys[key[0]].append(str(e.get("key_id")))
+            elif e["event"] == "rotation.finished" and key in begun:
+                spans[key[0]].append((begun.pop(key), _ts(e), i))
+    for name in ACCOUNTS:
+        assert len(spans[name]) >= 3, f"{name} rotated only {len(spans[name])} times"
+        ordered = sorted(spans[name])
+        for (_, e1, p1), (s2, _, p2) in zip(ordered, ordered[1:], strict=False):
+            assert s2 >= e1, f"{name}: rotations overlap (replicas {p1} and {p2})"
+        assert len(started_keys[name]) == len(set(started_keys[name])), "one key, one rotation"
+        after = [i for start, _, i in spans[name] if start > killed_wall]
+        assert after and victim_index not in after, f"{name}: nobody took over from the victim"
+
+    # Encord's side: one key added per rotation started, never over the cap, no orphans.
+    assert handle.journal_path is not None
+    journal = [json.loads(line) for line in handle.journal_path.read_text().splitlines()]
+    for name in ACCOUNTS:
+        added = [j for j in journal if j["account"] == name and j["event"] == "key.added"]
+        assert len(added) - 1 == len(started_keys[name])  # minus the bootstrap key
+        assert max(j["key_count"] for j in journal if j["account"] == name) <= 5
+        v = vault_store.read(f"{name}/state")
+        assert v is not None
+        state = from_dict(v.data, v.version, account=name)
+        assert owned_orphans(handle.sandbox, name, state.owned_key_ids()) == []
+        newest = vault_store.read(f"{name}/ssh-key")
+        assert newest is not None and newest.data is not None
+        assert sdk_authenticates(handle.url, str(newest.data["private_key"]))
