@@ -525,3 +525,21 @@ def test_settings_summary_is_json_safe_and_has_no_token() -> None:
     assert summary["accounts"] == [{"name": "ml", "hash": "sa-hash-1"}]
     assert summary["http_addr"] == "0.0.0.0:8080"
     assert json.loads(text) == summary
+
+
+def test_registrar_defaults_to_api_and_accepts_manual() -> None:
+    """ROTATOR_REGISTRAR is 'api' unless set; 'manual' is accepted with ssh-key."""
+    assert from_env(env()).registrar == "api"
+    assert from_env(env(ROTATOR_REGISTRAR="manual")).registrar == "manual"
+
+
+def test_registrar_problems_name_the_variable() -> None:
+    """An unknown registrar, or manual with api-key, is one line naming ROTATOR_REGISTRAR."""
+    for overrides in (
+        {"ROTATOR_REGISTRAR": "carrier-pigeon"},
+        {"ROTATOR_REGISTRAR": "manual", "ROTATOR_CREDENTIALS": "ssh-key,api-key"},
+    ):
+        with pytest.raises(ConfigError) as info:
+            from_env(env(**overrides))
+        assert len(info.value.problems) == 1
+        assert info.value.problems[0].startswith("ROTATOR_REGISTRAR")

@@ -303,3 +303,39 @@ def test_help_works(args: list[str]) -> None:
         done = subprocess.run(exe, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0
         assert "usage:" in done.stdout
+
+
+def test_rotate_while_a_daemon_runs_is_handed_to_the_lease_holder(
+    openbao: OpenBaoDev, vault_store: VaultStore, vault_prefix: str, sandbox: SandboxHandle
+) -> None:
+    """`rotator rotate` does not race the daemon: it records the request, and the daemon
+    holding the account's lease rotates at its next check."""
+    import json
+
+    env = base_env(
+        openbao,
+        vault_prefix,
+        sandbox.url,
+        ROTATOR_KEY_TTL="90d",
+        ROTATOR_ROTATE_BEFORE="14d",
+        ROTATOR_GRACE="1h",
+        ROTATOR_BEARER_TTL="1h",
+    )
+    _bootstrap(env, sandbox)
+    proc = Proc(["run"], env)
+    try:
+        assert proc.wait_for(lambda e: e.get("event") == "lease.acquired", 20), proc.text()[-2000:]
+        rc, out, err = rotator_cli(["rotate", "alpha"], env)
+        assert rc == 0, err
+        assert json.loads(out)["event"] == "rotate.requested"
+        assert proc.wait_for(
+            lambda e: e.get("event") == "rotation.finished" and e.get("reason") == "requested", 20
+        ), proc.text()[-2000:]
+        proc.popen.send_signal(signal.SIGTERM)
+        assert proc.finish(timeout=10) == 0
+    finally:
+        proc.kill()
+    proc.assert_all_json()
+    state = _state(vault_store)
+    assert state.requested == frozenset()
+    assert len(sandbox.sandbox.keys("alpha")) == 2  # new key + the old one in its grace
