@@ -54,6 +54,7 @@ configuration (environment variables):
   ROTATOR_JITTER                random extra delay per check (default 30s)
   ROTATOR_MAX_CONCURRENCY       accounts worked on at once (default 4)
   ROTATOR_LEASE_TTL             per-account lease expiry (default 3 x (interval + jitter))
+  ROTATOR_REGISTRAR             api or manual: who adds/deletes keys at Encord (default api)
   ROTATOR_LOG_FORMAT            json or console (default json)
   ROTATOR_LOG_LEVEL             debug, info, warning, error (default info)
   ROTATOR_DRY_RUN               decide and log, change nothing (default false)
