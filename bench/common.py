@@ -10,8 +10,9 @@ Counting round trips without touching the code under test:
   request it answers, by kind (list, upload, verify, bearer, delete) and account group.
 - Vault: OpenBao writes a file audit log (declared in a config file, since OpenBao refuses
   to enable audit devices over its API); :meth:`Stack.vault_counts` counts its responses.
-- In-process runs wrap the store (:class:`CountingStore`) and, when the order of the calls
-  is wanted, the Encord transport (:class:`RecordingTransport`).
+- In-process runs go through the daemon's own check (:func:`daemon_for`) with a recording
+  Vault store (:class:`CountingVaultStore`) and, when the order of the calls is wanted, a
+  recording Encord transport (:class:`RecordingTransport`).
 """
 
 from __future__ import annotations
@@ -42,14 +43,13 @@ import hvac.exceptions
 
 from rotator import logs
 from rotator.config import Settings, from_env
-from rotator.daemon import make_engines, open_store
+from rotator.daemon import Daemon, make_engines, open_store
 from rotator.devtools.openbao import OpenBaoDev
 from rotator.encord.registry import registry_factory
 from rotator.encord.signing import EncordAuth
-from rotator.engine import Engine, SecretStore, VersionedData
 from rotator.keys import KeyPair, load_private
 from rotator.keys import generate as generate_key
-from rotator.vault import connect
+from rotator.vault import VaultSession, VaultStore, Versioned, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,6 +71,9 @@ def daemon_like_logs() -> None:
     rendering and redaction cost as ``rotator run`` without printing it."""
     sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open for the process
     logs.configure(fmt="json", level="info", stream=sink)
+    # The benchmark's own crashes still go to stderr as tracebacks.
+    sys.excepthook = sys.__excepthook__
+    threading.excepthook = threading.__excepthook__
 
 
 # --- the machine and the results ------------------------------------------------------------
@@ -106,6 +109,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit,
+        # Other work on the machine disturbs the figures: the load when they were written.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -588,20 +593,27 @@ class Op:
     query: bool = False  # encord list: a second page
 
 
-class CountingStore:
-    """A SecretStore that records every read and write it passes on (one round trip each)."""
+class CountingVaultStore(VaultStore):
+    """The daemon's Vault store (as :func:`rotator.daemon.open_store` builds it), recording
+    every read and write, each one round trip, lease reads and writes included."""
 
-    def __init__(self, inner: SecretStore, ops: list[Op]) -> None:
-        self.inner = inner
+    def __init__(self, settings: Settings, ops: list[Op]) -> None:
+        session = VaultSession(settings.vault)
+        super().__init__(
+            session.client,
+            mount=settings.vault.mount,
+            prefix=settings.vault.prefix,
+            session=session,
+        )
         self.ops = ops
 
-    def read(self, rel: str) -> VersionedData | None:
+    def read(self, rel: str) -> Versioned | None:
         self.ops.append(Op("vault", "read", rel.rsplit("/", 1)[-1]))
-        return self.inner.read(rel)
+        return super().read(rel)
 
     def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int:
         self.ops.append(Op("vault", "write", rel.rsplit("/", 1)[-1], data=dict(data)))
-        return self.inner.write(rel, data, cas=cas)
+        return super().write(rel, data, cas=cas)
 
 
 def encord_kind(method: str, path: str) -> str:
@@ -632,25 +644,34 @@ class RecordingTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-def engine_for(
-    settings: Settings,
-    name: str,
-    ops: list[Op],
-    *,
-    record_encord: bool = False,
-) -> Engine:
-    """The engine the daemon would build for ``name`` (its Vault store wrapped to count);
-    ``record_encord`` also records the Encord calls, in order, through a wrapped transport."""
-    store = CountingStore(open_store(settings), ops)
+def daemon_for(settings: Settings, ops: list[Op], *, record_encord: bool = False) -> Daemon:
+    """A daemon, not started, to run :meth:`Daemon.check_account` in-process: the daemon's
+    own path (lease, fenced writes, engine), its Vault round trips recorded in ``ops``.
+    ``record_encord`` records the Encord calls too, in order, through a wrapped transport
+    (for the floor's sequence; the timed runs use the daemon's own factory)."""
+    factory = None
     if record_encord:
         factory = registry_factory(
             settings.encord_domain,
             transport_factory=lambda: RecordingTransport(httpx.HTTPTransport(), ops),
             timeout=httpx.Timeout(10.0, connect=5.0),
         )
-    else:
-        factory = registry_factory(settings.encord_domain, timeout=httpx.Timeout(10.0, connect=5.0))
-    return make_engines(settings, store, factory)[name]
+    return Daemon(settings, store=CountingVaultStore(settings, ops), factory=factory)
+
+
+def check(daemon: Daemon, name: str) -> list[str]:
+    """One daemon check of ``name``; its outcomes (an error if the check did not run)."""
+    result = daemon.check_account(name)
+    if result is None:
+        h = daemon.health[name]
+        raise RuntimeError(f"the check of {name} did not run ({h.last_error or 'lease'})")
+    return result.outcomes
+
+
+def release(daemon: Daemon) -> None:
+    """Give up the daemon's leases, so that another (in-process) daemon may take over."""
+    for lease in daemon.leases.values():
+        lease.release()
 
 
 def op_counts(ops: Iterable[Op]) -> dict[str, int]:
@@ -709,7 +730,7 @@ class Floor:
         listed = self.http.get(self._keys_path_of(name), auth=EncordAuth(current)).json()
         key_hash = next(k["keyHash"] for k in listed["results"] if k["keyId"] == current.key_id)
         account = FloorAccount(name=name, current=current, current_hash=key_hash)
-        for path in ("state", "ssh-key", "bearer-token"):
+        for path in ("state", "ssh-key", "bearer-token", "lease"):
             with contextlib.suppress(hvac.exceptions.InvalidPath):
                 meta = self.vault.secrets.kv.v2.read_secret_metadata(
                     self._path(account, path), mount_point=MOUNT
@@ -756,7 +777,8 @@ class Floor:
                 title = f"floor:{account.name}:{new.key_id[:8]}"
                 body = {"title": title, "publicKey": new.public_line}
                 r = self.http.post(self._keys_path(account), json=body, auth=signer)
-                uploaded_hash = str(r.json()["keyHash"])
+                if r.status_code == 200:
+                    uploaded_hash = str(r.json()["keyHash"])
             elif op.kind == "verify":
                 r = self.http.get(
                     "/v2/public/organisation/organisation-tags", auth=EncordAuth(new)
@@ -773,7 +795,8 @@ class Floor:
             else:
                 raise ValueError(f"the floor does not replay {op.kind}")
             if r.status_code not in (200, 204):
-                raise RuntimeError(f"floor: {op.kind} answered HTTP {r.status_code}")
+                code = r.json().get("code") if r.content else None
+                raise RuntimeError(f"floor: {op.kind} answered HTTP {r.status_code} {code}")
         if uploaded_hash is not None:
             account.retiring_hash = account.current_hash
             account.current, account.current_hash = new, uploaded_hash

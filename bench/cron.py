@@ -10,7 +10,8 @@ each rotated N times, interleaved:
 - ``cron_rotate.sh``: one process tree per rotation;
 - ``rotator rotate NAME``: rotator's one-shot command, also one process per rotation (so
   the interpreter's start-up is in it, as the shell's tools' start-ups are in the script);
-- rotator in-process: ``Engine.check(force={"ssh-key"})``, what the daemon runs.
+- rotator in-process: a daemon check (``Daemon.check_account``) of an account whose key is
+  due (``KEY_TTL=2s``, ``ROTATE_BEFORE=1s``): what the daemon runs.
 
 rotator's rotations revoke the previous key (its 1 ms grace over) in the same check, so each
 side does one generate/register/verify/store/revoke per rotation. Requests are counted at the
@@ -32,10 +33,11 @@ from bench.common import (
     PYTHON,
     Op,
     Stack,
+    check,
     child_env,
+    daemon_for,
     daemon_like_logs,
     encord_total,
-    engine_for,
     fmt,
     hash_of,
     median,
@@ -89,7 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     runs = int(args.runs)
     started = time.monotonic()
     with Stack(groups={"cs": 1, "cc": 1, "cr": 1}, audit=True) as stack:
-        base = {"ROTATOR_CREDENTIALS": "ssh-key", "ROTATOR_GRACE": "1ms"}
+        # Keys are due a second after they are issued; the previous key's grace is 1 ms.
+        base = {
+            "ROTATOR_CREDENTIALS": "ssh-key",
+            "ROTATOR_KEY_TTL": "2s",
+            "ROTATOR_ROTATE_BEFORE": "1s",
+            "ROTATOR_GRACE": "1ms",
+            "ROTATOR_CHECK_INTERVAL": "1s",
+            "ROTATOR_JITTER": "0s",
+        }
         stack.bootstrap(stack.env(PREFIX, [SHELL, CLI, INPROC], **base))
         tokens = {who: stack.token(f"cron-{who}") for who in ("shell", "cli", "inproc")}
 
@@ -113,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         inproc_env = stack.env(PREFIX, [INPROC], VAULT_TOKEN=tokens["inproc"], **base)
         ops: list[Op] = []
-        engine = engine_for(stack.settings(inproc_env), INPROC, ops)
-        force = frozenset({"ssh-key"})
+        daemon = daemon_for(stack.settings(inproc_env), ops)
 
         def shell() -> None:
             done = subprocess.run(
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"rotator rotate failed: {done.stderr.strip()[-500:]}")
 
         def inproc() -> None:
-            outcomes = engine.check(force=force).outcomes
+            outcomes = check(daemon, INPROC)
             if "rotated" not in outcomes:
                 raise RuntimeError(f"in-process rotation did {outcomes}")
 

@@ -2,10 +2,11 @@
 
 ``python -m bench.rotation [--reps N]``
 
-A rotation here is one forced check (``Engine.check(force={"ssh-key"})``, what
-``rotator rotate`` and a due daemon check run) in steady state: it revokes the previous key,
-whose grace (1 ms) is over, then intent, register, verify, promote. Two configurations: the
-ssh-key alone, and with the bearer token (the default), which a rotation re-mints.
+A rotation here is one daemon check (``Daemon.check_account``, with its lease and fenced
+writes, in-process) of an account whose key is due (``KEY_TTL=2s``, ``ROTATE_BEFORE=1s``)
+and whose previous key's grace (1 ms) is over: it revokes the previous key, then intent,
+register, verify, promote. Two configurations: the ssh-key alone, and with the bearer token
+(the default), which a rotation re-mints.
 
 The floor is a minimal client (:class:`bench.common.Floor`: hvac + one keep-alive httpx
 client) issuing the very same round trips, in the same order, back to back, on an account of
@@ -27,39 +28,55 @@ from bench.common import (
     Op,
     Stack,
     account_names,
+    check,
+    daemon_for,
     daemon_like_logs,
     describe_ops,
     encord_total,
-    engine_for,
     fmt,
     goal,
     median,
     op_counts,
+    release,
     table,
     write_results,
 )
 
 GOAL_RATIO = 1.5
 GRACE_WAIT = 1.1  # the 1 ms grace is rounded up to the record's whole second
+# Every key is due one second after it was issued; nothing else is due.
+DUE = {
+    "ROTATOR_KEY_TTL": "2s",
+    "ROTATOR_ROTATE_BEFORE": "1s",
+    "ROTATOR_GRACE": "1ms",
+    "ROTATOR_CHECK_INTERVAL": "1s",
+    "ROTATOR_JITTER": "0s",
+}
 
 
 def bench_variant(
     stack: Stack, label: str, credentials: str, rot: str, flo: str, reps: int
 ) -> dict[str, Any]:
-    env_r = stack.env("bench-rot", [rot], ROTATOR_CREDENTIALS=credentials, ROTATOR_GRACE="1ms")
-    env_f = stack.env("bench-floor", [flo], ROTATOR_CREDENTIALS=credentials, ROTATOR_GRACE="1ms")
+    env_r = stack.env("bench-rot", [rot], ROTATOR_CREDENTIALS=credentials, **DUE)
+    env_f = stack.env("bench-floor", [flo], ROTATOR_CREDENTIALS=credentials, **DUE)
     stack.bootstrap(env_r)
     stack.bootstrap(env_f)
     settings = stack.settings(env_r)
-    force = frozenset({"ssh-key"})
 
     # Untimed: the first rotation (nothing to revoke yet) and one steady-state rotation,
     # both recorded in order, Encord calls included.
-    first: list[Op] = []
-    steady: list[Op] = []
-    engine_for(settings, rot, first, record_encord=True).check(force=force)
+    recording: list[Op] = []
+    recorder = daemon_for(settings, recording, record_encord=True)
+    time.sleep(GRACE_WAIT)  # the bootstrap key falls due a second after it was made
+    outcomes = check(recorder, rot)
+    first = list(recording)
     time.sleep(GRACE_WAIT)
-    engine_for(settings, rot, steady, record_encord=True).check(force=force)
+    recording.clear()
+    outcomes += check(recorder, rot)
+    steady = list(recording)
+    release(recorder)
+    if outcomes.count("rotated") != 2 or "revoked" not in outcomes:
+        raise RuntimeError(f"{label}: the recorded checks did {outcomes}")
 
     floor = Floor(stack.bao.addr, stack.bao.root_token, "bench-floor", stack.sandbox.url)
     account = floor.open_account(flo, stack.key_file(flo).read_text(encoding="utf-8"))
@@ -67,9 +84,9 @@ def bench_variant(
         floor.prepare(account)
         floor.run(account, ops)
 
-    # Timed: rotator as the daemon builds it (no transport wrapper), then the floor.
+    # Timed: the daemon's check as the daemon builds it (no transport wrapper), then the floor.
     vault_ops: list[Op] = []
-    engine = engine_for(settings, rot, vault_ops)
+    daemon = daemon_for(settings, vault_ops)
     r_ms: list[float] = []
     f_ms: list[float] = []
     r_counts: list[dict[str, int]] = []
@@ -80,10 +97,10 @@ def bench_variant(
         vault_ops.clear()
         stack.sandbox.reset()
         start = time.perf_counter()
-        result = engine.check(force=force)
+        outcomes = check(daemon, rot)
         r_ms.append((time.perf_counter() - start) * 1000)
-        if "rotated" not in result.outcomes or "revoked" not in result.outcomes:
-            raise RuntimeError(f"{label}: unexpected outcomes {result.outcomes}")
+        if "rotated" not in outcomes or "revoked" not in outcomes:
+            raise RuntimeError(f"{label}: unexpected outcomes {outcomes}")
         r_counts.append(
             {"vault": len(vault_ops), "encord": encord_total(stack.sandbox.counts())}
         )

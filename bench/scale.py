@@ -42,10 +42,11 @@ from bench.common import (
     RssSampler,
     Stack,
     account_names,
+    check,
+    daemon_for,
     daemon_like_logs,
     describe_ops,
     encord_total,
-    engine_for,
     fmt,
     goal,
     op_counts,
@@ -167,14 +168,14 @@ def run_size(n: int, concurrency: int, audit: bool = True) -> dict[str, Any]:
         stack.bootstrap(stack.env("scale-floor", floor_names), workers=BOOTSTRAP_WORKERS)
         stack.bootstrap(stack.env("scale-rec", ["q00001"]))
 
-        # The round trips of one due check, recorded in-process (for the floor).
+        # The round trips of one due daemon check, recorded in-process (for the floor).
         recorded: list[Op] = []
         rec_settings = stack.settings(
             stack.env("scale-rec", ["q00001"], **timings(stack, concurrency))
         )
-        outcome = engine_for(rec_settings, "q00001", recorded, record_encord=True).check()
-        if "rotated" not in outcome.outcomes or "bearer_minted" not in outcome.outcomes:
-            raise RuntimeError(f"the recording check did {outcome.outcomes}")
+        outcomes = check(daemon_for(rec_settings, recorded, record_encord=True), "q00001")
+        if "rotated" not in outcomes or "bearer_minted" not in outcomes:
+            raise RuntimeError(f"the recording check did {outcomes}")
         setup_s = time.monotonic() - setup_started
 
         # The daemon.
