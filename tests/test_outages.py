@@ -93,7 +93,8 @@ class DurableBao:
             start_new_session=True,
         )
         log.close()
-        client = hvac.Client(url=self.addr, timeout=2)
+        # Initialising Raft storage can take several seconds on a loaded 2-core machine.
+        client = hvac.Client(url=self.addr, timeout=30)
         try:
             _until(lambda: _answers(client), 20, "bao answers")
             if not client.sys.is_initialized():
@@ -109,6 +110,9 @@ class DurableBao:
                 client.sys.submit_unseal_key(self._unseal_key)
                 client.token = self.root_token
             _until(lambda: _try(lambda: _probe_kv(client)), 20, "KV v2 answers")
+        except BaseException:
+            self.stop()  # never leave a server (and its Popen) behind a failed start
+            raise
         finally:
             client.adapter.close()
         return self
