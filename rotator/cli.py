@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -223,7 +221,7 @@ def _engine_for(settings: Settings, name: str, lease: Any = None) -> Engine:
 
 
 def cmd_run(settings: Settings) -> int:
-    from rotator.daemon import Daemon, wait_for_vault
+    from rotator.daemon import Daemon, stop_on_signals, wait_for_vault
 
     daemon = Daemon(settings)
     try:
@@ -236,15 +234,7 @@ def cmd_run(settings: Settings) -> int:
             "daemon.vault_denied", error=str(exc), hint=f"check {settings.vault.auth.variables}"
         )
         return 1
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("daemon.signal", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    daemon.run_until(stop)
+    daemon.run_until(stop_on_signals("daemon.signal"))
     return 0
 
 

@@ -12,6 +12,7 @@ It also serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``ROTATOR_HTTP_ADDR
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
@@ -458,6 +459,19 @@ class Daemon:
         while not stop.wait(0.5):
             pass
         self.stop()
+
+
+def stop_on_signals(event_name: str) -> threading.Event:
+    """An event set by SIGTERM or SIGINT (logged as ``event_name``), for a clean stop."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info(event_name, signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
 
 
 def register_settings_secrets(settings: Settings) -> None:

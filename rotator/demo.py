@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import tempfile
 import threading
 from collections import Counter
@@ -20,7 +19,7 @@ import structlog
 
 from rotator import keys, logs
 from rotator.config import from_env
-from rotator.daemon import Daemon, open_store, wait_for_vault
+from rotator.daemon import Daemon, open_store, stop_on_signals, wait_for_vault
 from rotator.devtools.openbao import OpenBaoDev
 from rotator.encord.client import EncordClient, RetryPolicy
 from rotator.encord.signing import EncordAuth
@@ -82,14 +81,7 @@ def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
     """Run the demo until Ctrl-C/SIGTERM, or for ``duration`` seconds when > 0."""
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     work.mkdir(parents=True, exist_ok=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("demo.signal", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals("demo.signal")
 
     bao = OpenBaoDev(log_path=str(work / "openbao.log"))
     bootstrap_file = work / "bootstrap.key"
