@@ -581,6 +581,9 @@ def test_delete_rejects_empty_segments() -> None:
         client.delete_key(SA, "")
     with pytest.raises(ValueError, match="service account"):
         client.list_keys("")
+    for dots in (".", ".."):  # dot segments would be resolved to another path
+        with pytest.raises(ValueError, match="key hash"):
+            client.delete_key(SA, dots)
     assert script.requests == []
 
 

@@ -232,7 +232,11 @@ def test_verify_accepts_what_sign_makes(
     assert _verify(method, target, headers, body, now=created + offset) == PAIR.key_id
 
 
-_SEGMENTS = st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4)
+# "." and ".." are dot segments: URL parsing resolves them, so they never reach the wire as
+# such (the client refuses them as path segments).
+_SEGMENTS = st.lists(
+    st.text(min_size=1, max_size=12).filter(lambda s: s not in (".", "..")), min_size=1, max_size=4
+)
 _QUERIES = st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=12), max_size=3)
 
 

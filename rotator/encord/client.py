@@ -134,6 +134,9 @@ def _tls_context() -> ssl.SSLContext:
 def _segment(value: str, what: str) -> str:
     if not value:
         raise ValueError(f"{what} must not be empty")
+    if value in (".", ".."):
+        # URL parsing would resolve them as dot segments and call another path.
+        raise ValueError(f"{what} must not be '.' or '..'")
     return quote(value, safe="")
 
 
