@@ -199,6 +199,11 @@ def run_size(n: int, concurrency: int, audit: bool = True) -> dict[str, Any]:
                 )
             assert progress.done_at is not None
             end_stats = proc_stats(proc.pid)
+            # Counted before the daemon stops (its shutdown releases every lease: one more
+            # write per account, not part of the rotations).
+            vault_total: int | None = None
+            if audit:
+                vault_total = sum(stack.vault_counts(mark).get("token-scale", {}).values())
             servers_cpu = {
                 k: round(proc_stats(pid).cpu_s - servers_before[k], 1)
                 for k, pid in servers.items()
@@ -208,9 +213,6 @@ def run_size(n: int, concurrency: int, audit: bool = True) -> dict[str, Any]:
             sampler.stop()
             rc = proc.stop()
         elapsed = progress.done_at - proc.started_at
-        vault_total: int | None = None
-        if audit:
-            vault_total = sum(stack.vault_counts(mark).get("token-scale", {}).values())
         encord = stack.sandbox.counts()
         encord_daemon = encord_total(encord, "sa-s")
         keys = stack.sandbox_keys()
