@@ -105,3 +105,25 @@ def test_sub_second_lease_is_not_born_expired(vault_store: VaultStore) -> None:
     clock.advance(0.2)
     with pytest.raises(LeaseLost):
         a.ensure()
+
+
+def test_renewal_is_skipped_in_the_first_half_of_the_lease(vault_store: VaultStore) -> None:
+    """An idle holder renews only once half its lease has run; until then acquire() costs
+    Vault nothing, and fencing still guards every write."""
+    clock = Clock()
+    a = lease(vault_store, "a", clock, ttl=10)
+    assert a.acquire()
+    first = vault_store.current_version("alpha/lease")
+    clock.advance(4)
+    assert a.acquire()
+    assert vault_store.current_version("alpha/lease") == first, "no renewal yet"
+    clock.advance(2)
+    assert a.acquire()
+    assert vault_store.current_version("alpha/lease") == first + 1, "renewed past half-life"
+    # Overwritten behind our back: the fast path still says held, but writes are refused.
+    v = vault_store.read("alpha/lease")
+    assert v is not None and v.data is not None
+    vault_store.write("alpha/lease", {**v.data, "holder": "b"}, cas=v.version)
+    assert a.acquire()
+    with pytest.raises(LeaseLost):
+        FencedStore(vault_store, a).write("alpha/state", {"x": 1}, cas=0)
