@@ -105,6 +105,7 @@ def make_factory(settings: Settings) -> RegistryFactory:
         settings.encord_domain,
         timeout=httpx.Timeout(10.0, connect=5.0),
         manual=settings.registrar == "manual",
+        pooled=True,
     )
 
 
@@ -126,6 +127,9 @@ def make_engines(
             registry_factory=factory,
             policy=policy,
             sleep=sleep,
+            # An idle check re-reads the consumer paths (to catch hand edits) every tenth
+            # interval or 15 minutes, whichever is sooner, not every time.
+            consumer_recheck=min(10 * settings.check_interval, timedelta(minutes=15)),
         )
         for a in settings.accounts
     }
@@ -450,6 +454,9 @@ class Daemon:
         self.scheduler.shutdown(wait=True)
         for lease in self.leases.values():
             lease.release()  # another replica takes over at once, not after expiry
+        close = getattr(self.factory, "close", None)
+        if callable(close):
+            close()  # pooled Encord connections
         self.ops.stop()
         log.info("daemon.stopped")
 

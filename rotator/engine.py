@@ -165,7 +165,11 @@ class Engine:
         hook: Callable[[str], None] | None = None,
         verify_attempts: int = 5,
         verify_delay: float = 0.5,
+        consumer_recheck: timedelta = timedelta(0),
     ) -> None:
+        """``consumer_recheck``: how often an idle check re-reads the consumer paths to catch
+        a hand-edited newest version (0: every check). A check with a rotation in flight
+        always reads them, and a promotion always reads the version it replaces."""
         self.account = account
         self.store = store
         self.registry_factory = registry_factory
@@ -175,6 +179,8 @@ class Engine:
         self.hook = hook or (lambda step: None)
         self.verify_attempts = verify_attempts
         self.verify_delay = verify_delay
+        self.consumer_recheck = consumer_recheck
+        self._consumers_read_at: datetime | None = None
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -217,9 +223,15 @@ class Engine:
         registry = self.registry_factory(self.account.hash, signer)
         try:
             remote = {k.key_id: k for k in self._list(state, registry)}
-            consumers: dict[str, VersionedData | None] = {
-                kind: self.store.read(self._rel(kind)) for kind in self._kinds_in_view(state)
-            }
+            consumers: dict[str, VersionedData | None] = {}
+            now = self.clock()
+            pending = any(ks.pending is not None for ks in state.kinds.values())
+            last = self._consumers_read_at
+            if pending or last is None or now - last >= self.consumer_recheck or now < last:
+                consumers = {
+                    kind: self.store.read(self._rel(kind)) for kind in self._kinds_in_view(state)
+                }
+                self._consumers_read_at = now
             yield _Run(state=state, remote=remote, consumers=consumers, registry=registry)
         finally:
             registry.close()
@@ -602,7 +614,10 @@ class Engine:
         """Step 4: the new key becomes the newest consumer version, then the record follows."""
         now = self.clock()
         record = self._new_record(kind, pending, now)
-        consumer = run.consumers.get(kind)
+        if kind in run.consumers:
+            consumer = run.consumers[kind]
+        else:  # not read by this check's snapshot (an idle recheck skipped it)
+            consumer = self.store.read(self._rel(kind))
         cas = consumer.version if consumer is not None else 0
         version = self.store.write(self._rel(kind), self._consumer_payload(record), cas=cas)
         self.hook("after_promote_vault")

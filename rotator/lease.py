@@ -122,9 +122,9 @@ class Lease:
         """
         with self._lock:
             now = self.clock()
-            if self._version is not None and self._expires is not None:
-                if now < self._expires - self.ttl / 2:
-                    return True
+            fresh = self._expires is not None and now < self._expires - self.ttl / 2
+            if self._version is not None and fresh:
+                return True
             record, version = self._read()
             mine = record is not None and record.holder == self.holder
             if mine and self._version is not None and version != self._version:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from typing import cast
 
 import httpx
 
@@ -69,6 +71,79 @@ class ManualRegistry(EncordRegistry):
         raise OperatorActionRequired("manual registrar: a person must delete the key")
 
 
+class _Pooled:
+    """A registry kept open between checks: the engine's ``close()`` leaves it open."""
+
+    def __init__(self, inner: EncordRegistry, key_id: str) -> None:
+        self.inner = inner
+        self.key_id = key_id
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def close(self) -> None:
+        return None
+
+
+class RegistryFactory:
+    """Builds the engine's registry for an account and its current key, once per check.
+
+    ``manual`` selects :class:`ManualRegistry` (``ROTATOR_REGISTRAR=manual``). ``pooled``
+    (the daemon) keeps one client per account and signer open between checks, so an idle
+    check reuses its connection instead of building a client and connecting anew; a new
+    signer (after a rotation) replaces the account's client. :meth:`close` closes them.
+    """
+
+    def __init__(
+        self,
+        domain: str,
+        *,
+        transport_factory: Callable[[], httpx.BaseTransport] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout | None = None,
+        manual: bool = False,
+        pooled: bool = False,
+    ) -> None:
+        self.domain = domain
+        self.transport_factory = transport_factory
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.kind = ManualRegistry if manual else EncordRegistry
+        self.pooled = pooled
+        self._pool: dict[str, _Pooled] = {}
+        self._lock = threading.Lock()
+
+    def _build(self, account_hash: str, signer: KeyPair) -> EncordRegistry:
+        client = EncordClient(
+            self.domain,
+            EncordAuth(signer),
+            transport=self.transport_factory() if self.transport_factory else None,
+            retry=self.retry,
+            timeout=self.timeout,
+        )
+        return self.kind(client, account_hash)
+
+    def __call__(self, account_hash: str, signer: KeyPair) -> EncordRegistry:
+        if not self.pooled:
+            return self._build(account_hash, signer)
+        with self._lock:
+            held = self._pool.get(account_hash)
+            if held is not None and held.key_id == signer.key_id:
+                return cast(EncordRegistry, held)
+            if held is not None:
+                held.inner.close()
+            fresh = _Pooled(self._build(account_hash, signer), signer.key_id)
+            self._pool[account_hash] = fresh
+            return cast(EncordRegistry, fresh)
+
+    def close(self) -> None:
+        """Close every pooled client (the daemon's stop)."""
+        with self._lock:
+            for held in self._pool.values():
+                held.inner.close()
+            self._pool.clear()
+
+
 def registry_factory(
     domain: str,
     *,
@@ -76,21 +151,14 @@ def registry_factory(
     retry: RetryPolicy | None = None,
     timeout: httpx.Timeout | None = None,
     manual: bool = False,
-) -> Callable[[str, KeyPair], EncordRegistry]:
-    """A factory the engine calls once per check with the account's current key.
-
-    ``manual`` selects :class:`ManualRegistry` (``ROTATOR_REGISTRAR=manual``).
-    """
-    kind = ManualRegistry if manual else EncordRegistry
-
-    def make(account_hash: str, signer: KeyPair) -> EncordRegistry:
-        client = EncordClient(
-            domain,
-            EncordAuth(signer),
-            transport=transport_factory() if transport_factory else None,
-            retry=retry or RetryPolicy(),
-            timeout=timeout,
-        )
-        return kind(client, account_hash)
-
-    return make
+    pooled: bool = False,
+) -> RegistryFactory:
+    """A :class:`RegistryFactory` (kept as a function for its callers)."""
+    return RegistryFactory(
+        domain,
+        transport_factory=transport_factory,
+        retry=retry,
+        timeout=timeout,
+        manual=manual,
+        pooled=pooled,
+    )
