@@ -35,6 +35,15 @@ FAST_TIMINGS = {
 }
 
 
+# Production-like timings: nothing falls due during a test.
+CALM_TIMINGS = {
+    "ROTATOR_KEY_TTL": "90d",
+    "ROTATOR_ROTATE_BEFORE": "14d",
+    "ROTATOR_GRACE": "1h",
+    "ROTATOR_BEARER_TTL": "1h",
+}
+
+
 def base_env(bao: OpenBaoDev, prefix: str, sandbox_url: str, **extra: str) -> dict[str, str]:
     """A complete, valid rotator environment against a test OpenBao and sandbox."""
     env = {

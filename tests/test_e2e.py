@@ -17,6 +17,7 @@ from rotator.devtools.openbao import OpenBaoDev
 from rotator.state import from_dict
 from rotator.vault import VaultStore
 from tests.e2e import (
+    CALM_TIMINGS,
     Proc,
     base_env,
     journal_max_keys,
@@ -233,15 +234,7 @@ def test_cli_plan_status_rotate(
     """plan/status report without writing; rotate makes exactly one new current key."""
     import json
 
-    env = base_env(
-        openbao,
-        vault_prefix,
-        sandbox.url,
-        ROTATOR_KEY_TTL="90d",
-        ROTATOR_ROTATE_BEFORE="14d",
-        ROTATOR_GRACE="1h",
-        ROTATOR_BEARER_TTL="1h",
-    )
+    env = base_env(openbao, vault_prefix, sandbox.url, **CALM_TIMINGS)
     _bootstrap(env, sandbox)
     before = vault_store.current_version("alpha/state")
     rc, out, err = rotator_cli(["plan", "--json"], env)
@@ -312,15 +305,7 @@ def test_rotate_while_a_daemon_runs_is_handed_to_the_lease_holder(
     holding the account's lease rotates at its next check."""
     import json
 
-    env = base_env(
-        openbao,
-        vault_prefix,
-        sandbox.url,
-        ROTATOR_KEY_TTL="90d",
-        ROTATOR_ROTATE_BEFORE="14d",
-        ROTATOR_GRACE="1h",
-        ROTATOR_BEARER_TTL="1h",
-    )
+    env = base_env(openbao, vault_prefix, sandbox.url, **CALM_TIMINGS)
     _bootstrap(env, sandbox)
     proc = Proc(["run"], env)
     try:
