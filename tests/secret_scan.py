@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import threading
 import traceback
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -105,6 +105,24 @@ def note_exception(exc: BaseException, where: str = "exception") -> None:
 def exception_text(exc: BaseException) -> str:
     """Everything an exception could show: ``str``, ``repr``, the formatted chain."""
     return "\n".join([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
+
+
+def exception_chain_texts(exc: BaseException) -> Iterator[str]:
+    """``str``, ``repr`` and the args (both ways) of an exception and of everything on its
+    ``__cause__``/``__context__`` chain: each place a secret could hide in it."""
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield str(current)
+        yield repr(current)
+        for arg in current.args:
+            yield str(arg)
+            yield repr(arg)
+        todo.extend(x for x in (current.__cause__, current.__context__) if x is not None)
 
 
 def stats() -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from rotator.errors import (
     RotatorError,
 )
 from rotator.model import BearerToken, RemoteKey
+from tests.secret_scan import exception_chain_texts
 
 DOMAIN = "https://api.encord.test"
 CREATED = 1_790_000_000
@@ -123,21 +124,6 @@ def error(status: int, code: str | None = None, **headers: str) -> httpx.Respons
     return httpx.Response(status, json=body, headers=headers)
 
 
-def exception_texts(exc: BaseException) -> Iterator[str]:
-    """str/repr/args of an exception and of everything on its __cause__/__context__ chain."""
-    todo: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield str(current)
-        yield repr(current)
-        yield from (repr(a) for a in current.args)
-        todo.extend(x for x in (current.__cause__, current.__context__) if x is not None)
-
-
 def assert_no_secrets(exc: BaseException) -> None:
     """No response message, bearer token or private-key line anywhere in the exception."""
     private_lines = [
@@ -146,7 +132,7 @@ def assert_no_secrets(exc: BaseException) -> None:
         for line in pair.private_openssh.splitlines()
         if not line.startswith("-----")
     ]
-    for text in exception_texts(exc):
+    for text in exception_chain_texts(exc):
         assert SECRET_MESSAGE not in text
         assert TOKEN not in text
         for line in private_lines:

@@ -8,7 +8,6 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from rotator import keys
 from rotator.errors import KeyFormatError
+from tests.secret_scan import exception_chain_texts
 
 
 def _sdk(module: str) -> Any:
@@ -27,27 +27,10 @@ def _sdk(module: str) -> Any:
         return importlib.import_module(module)
 
 
-def _exception_texts(exc: BaseException) -> Iterator[str]:
-    """str and repr of an exception and of everything on its __cause__/__context__ chain."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield str(current)
-        yield repr(current)
-        yield from (str(arg) for arg in current.args)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                todo.append(linked)
-
-
 def _assert_no_key_text(exc: BaseException, text: str) -> None:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     assert lines, "the test needs key text to look for"
-    for blob in _exception_texts(exc):
+    for blob in exception_chain_texts(exc):
         for line in lines:
             assert line not in blob, "an exception quotes a line of the key text"
 
