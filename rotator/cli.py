@@ -207,17 +207,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- commands ----------------------------------------------------------------------------
 
 
-def _engine_for(settings: Settings, name: str, lease: Any = None) -> Engine:
-    """The account's engine; with ``lease`` (a :class:`rotator.lease.Lease`) its writes are
-    fenced by it."""
+def _engines(settings: Settings, store: Any = None, leases: Any = None) -> dict[str, Engine]:
+    """Every account's engine over one Vault store (opened and checked once, unless
+    given); with ``leases`` (name -> :class:`rotator.lease.Lease`) writes are fenced."""
     from rotator.daemon import make_engines, make_factory, open_store, wait_for_vault
 
+    if store is None:
+        store = open_store(settings)
+        wait_for_vault(store, deadline=5.0)
+    return make_engines(settings, store, make_factory(settings), leases=leases)
+
+
+def _engine_for(settings: Settings, name: str) -> Engine:
+    """One account's engine (the account must be in ROTATOR_ACCOUNTS)."""
+    _check_account(settings, name)
+    return _engines(settings)[name]
+
+
+def _check_account(settings: Settings, name: str) -> None:
     if name not in {a.name for a in settings.accounts}:
         raise ConfigError(f"account '{name}' is not in ROTATOR_ACCOUNTS")
-    store = lease.store if lease is not None else open_store(settings)
-    wait_for_vault(store, deadline=5.0)
-    leases = {name: lease} if lease is not None else None
-    return make_engines(settings, store, make_factory(settings), leases=leases)[name]
 
 
 def cmd_run(settings: Settings) -> int:
@@ -275,19 +284,20 @@ def cmd_bootstrap(settings: Settings, name: str, key_file: str) -> int:
 def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
     if credential not in settings.key_kinds:
         raise ConfigError(f"--credential: '{credential}' is not in ROTATOR_CREDENTIALS")
-    from rotator.daemon import open_store
+    from rotator.daemon import open_store, wait_for_vault
     from rotator.lease import Lease, replica_id
 
-    if name not in {a.name for a in settings.accounts}:
-        raise ConfigError(f"account '{name}' is not in ROTATOR_ACCOUNTS")
-    lease = Lease(open_store(settings), name, holder=f"cli-{replica_id()}", ttl=settings.lease_ttl)
-    engine = _engine_for(settings, name, lease=None if settings.dry_run else lease)
+    _check_account(settings, name)
+    store = open_store(settings)
+    wait_for_vault(store, deadline=5.0)
+    lease = Lease(store, name, holder=f"cli-{replica_id()}", ttl=settings.lease_ttl)
+    fenced = None if settings.dry_run else {name: lease}
+    engine = _engines(settings, store, leases=fenced)[name]
     with structlog.contextvars.bound_contextvars(account=name):
         if not settings.dry_run and not lease.acquire():
             # A running daemon holds the account: ask it, through the state record, to rotate
             # at its next check (within ROTATOR_CHECK_INTERVAL).
-            engine = _engine_for(settings, name)
-            engine.request_rotation(credential)
+            _engines(settings, store)[name].request_rotation(credential)
             print(json.dumps({"event": "rotate.requested", "account": name, "kind": credential}))
             return 0
         try:
@@ -303,9 +313,8 @@ def cmd_plan(settings: Settings, *, as_json: bool) -> int:
     from rotator.policy import describe
 
     out: list[dict[str, Any]] = []
-    for account in settings.accounts:
-        engine = _engine_for(settings, account.name)
-        out.append({"account": account.name, "actions": describe(engine.plan())})
+    for name, engine in _engines(settings).items():
+        out.append({"account": name, "actions": describe(engine.plan())})
     if as_json:
         print(json.dumps({"event": "plan", "accounts": out}, indent=None))
     else:
@@ -317,9 +326,9 @@ def cmd_plan(settings: Settings, *, as_json: bool) -> int:
     return 0
 
 
-def status_of(settings: Settings, name: str) -> dict[str, Any]:
+def status_of(settings: Settings, engine: Engine) -> dict[str, Any]:
     """One account's status, JSON-safe and free of secrets."""
-    engine = _engine_for(settings, name)
+    name = engine.account.name
     state = engine.load_state()
     now = datetime.now(UTC)
     entry: dict[str, Any] = {"account": name, "key_cap": settings.key_cap}
@@ -361,7 +370,7 @@ def status_of(settings: Settings, name: str) -> dict[str, Any]:
 
 
 def cmd_status(settings: Settings, *, as_json: bool) -> int:
-    out = [status_of(settings, a.name) for a in settings.accounts]
+    out = [status_of(settings, engine) for engine in _engines(settings).values()]
     if as_json:
         print(json.dumps({"event": "status", "accounts": out}))
         return 0
