@@ -41,15 +41,15 @@ import httpx
 import hvac
 import hvac.exceptions
 
-from rotator import logs
-from rotator.config import Settings, from_env
-from rotator.daemon import Daemon, make_engines, open_store
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.encord.registry import registry_factory
-from rotator.encord.signing import EncordAuth
-from rotator.keys import KeyPair, load_private
-from rotator.keys import generate as generate_key
-from rotator.vault import VaultSession, VaultStore, Versioned, connect
+from rotator.adapters.encord.registry import registry_factory
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.adapters.vault import VaultSession, VaultStore, Versioned, connect
+from rotator.core.keys import KeyPair, load_private
+from rotator.core.keys import generate as generate_key
+from rotator.dev.openbao import OpenBaoDev
+from rotator.runtime import logs
+from rotator.runtime.config import Settings, from_env
+from rotator.runtime.daemon import Daemon, make_engines, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,7 +58,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 MOUNT = "secret"
 MB = 1024.0  # /proc reports kB
 # What a daemon imports: a Python that did only this is the fixed-cost baseline.
-IMPORTS = "import rotator.cli, rotator.daemon, rotator.engine, rotator.vault, rotator.logs"
+IMPORTS = (
+    "import rotator.cli, rotator.runtime.daemon, rotator.core.engine, rotator.adapters.vault, "
+    "rotator.runtime.logs"
+)
 
 
 def quiet_logs() -> None:
@@ -594,7 +597,7 @@ class Op:
 
 
 class CountingVaultStore(VaultStore):
-    """The daemon's Vault store (as :func:`rotator.daemon.open_store` builds it), recording
+    """The daemon's Vault store (as :func:`rotator.runtime.daemon.open_store` builds it), recording
     every read and write, each one round trip, lease reads and writes included."""
 
     def __init__(self, settings: Settings, ops: list[Op]) -> None:

@@ -45,11 +45,11 @@ from bench.common import (
     table,
     write_results,
 )
-from rotator.devtools.openbao import find_bao
-from rotator.encord.client import EncordClient
-from rotator.encord.signing import EncordAuth
-from rotator.keys import load_private
-from rotator.vault import connect
+from rotator.adapters.encord.client import EncordClient
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.adapters.vault import connect
+from rotator.core.keys import load_private
+from rotator.dev.openbao import find_bao
 
 SCRIPT = Path(__file__).resolve().parent / "cron_rotate.sh"
 

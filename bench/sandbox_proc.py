@@ -28,7 +28,7 @@ import threading
 import time
 from collections import Counter
 
-from rotator.sandbox import Sandbox, SeedConfig
+from rotator.dev.sandbox import Sandbox, SeedConfig
 
 _TRAILING_DIGITS = re.compile(r"\d+$")
 

@@ -55,7 +55,7 @@ from bench.common import (
     table,
     write_results,
 )
-from rotator.keys import load_private
+from rotator.core.keys import load_private
 
 CLOCK_OFFSET = 240.0  # seconds the sandbox's clock runs behind (< the 300 s signature window)
 GOAL_SECONDS_1000 = 30.0

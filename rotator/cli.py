@@ -16,10 +16,9 @@ from typing import Any, NoReturn
 
 import structlog
 
-from rotator import __version__, logs
-from rotator.config import Settings, format_duration, from_env
-from rotator.engine import Engine
-from rotator.errors import (
+from rotator import __version__
+from rotator.core.engine import Engine
+from rotator.core.errors import (
     AccessDenied,
     ConfigError,
     KeyFormatError,
@@ -27,6 +26,8 @@ from rotator.errors import (
     StoreUnavailable,
     TransientError,
 )
+from rotator.runtime import logs
+from rotator.runtime.config import Settings, format_duration, from_env
 
 log = structlog.get_logger("rotator.cli")
 
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["sandbox"]:
-        from rotator.sandbox.cli import main as sandbox_main  # the daemon never imports it
+        from rotator.dev.sandbox.cli import main as sandbox_main  # the daemon never imports it
 
         return sandbox_main(args_list[1:])
     args = build_parser().parse_args(args_list)
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stream = sys.stdout if args.command in ("run", "demo") else sys.stderr
     logs.configure(fmt=fmt, level=level, stream=stream)
     if args.command == "demo":
-        from rotator.demo import run_demo
+        from rotator.dev.demo import run_demo
 
         return run_demo(duration=args.duration, workdir=args.workdir)
     try:
@@ -209,8 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _engines(settings: Settings, store: Any = None, leases: Any = None) -> dict[str, Engine]:
     """Every account's engine over one Vault store (opened and checked once, unless
-    given); with ``leases`` (name -> :class:`rotator.lease.Lease`) writes are fenced."""
-    from rotator.daemon import make_engines, make_factory, open_store, wait_for_vault
+    given); with ``leases`` (name -> :class:`rotator.adapters.lease.Lease`) writes are fenced."""
+    from rotator.runtime.daemon import make_engines, make_factory, open_store, wait_for_vault
 
     if store is None:
         store = open_store(settings)
@@ -230,7 +231,7 @@ def _check_account(settings: Settings, name: str) -> None:
 
 
 def cmd_run(settings: Settings) -> int:
-    from rotator.daemon import Daemon, stop_on_signals, wait_for_vault
+    from rotator.runtime.daemon import Daemon, stop_on_signals, wait_for_vault
 
     daemon = Daemon(settings)
     try:
@@ -284,8 +285,8 @@ def cmd_bootstrap(settings: Settings, name: str, key_file: str) -> int:
 def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
     if credential not in settings.key_kinds:
         raise ConfigError(f"--credential: '{credential}' is not in ROTATOR_CREDENTIALS")
-    from rotator.daemon import open_store, wait_for_vault
-    from rotator.lease import Lease, replica_id
+    from rotator.adapters.lease import Lease, replica_id
+    from rotator.runtime.daemon import open_store, wait_for_vault
 
     _check_account(settings, name)
     store = open_store(settings)
@@ -310,7 +311,7 @@ def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
 
 
 def cmd_plan(settings: Settings, *, as_json: bool) -> int:
-    from rotator.policy import describe
+    from rotator.core.policy import describe
 
     out: list[dict[str, Any]] = []
     for name, engine in _engines(settings).items():
@@ -334,7 +335,7 @@ def status_of(settings: Settings, engine: Engine) -> dict[str, Any]:
     entry: dict[str, Any] = {"account": name, "key_cap": settings.key_cap}
     signer = state.signer()
     if signer is not None:
-        from rotator import keys
+        from rotator.core import keys
 
         signer_key = keys.load_private(signer.private_key)
         registry = engine.registry_factory(engine.account.hash, signer_key)

@@ -15,9 +15,9 @@ from typing import IO, Any
 from encord import EncordUserClient
 from encord.http.constants import RequestsSettings
 
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.policy import owned_title_prefix
-from rotator.sandbox import Sandbox
+from rotator.core.policy import owned_title_prefix
+from rotator.dev.openbao import OpenBaoDev
+from rotator.dev.sandbox import Sandbox
 from tests.secret_scan import assert_no_secrets, scan_later
 
 FAST_SDK = RequestsSettings(

@@ -1,7 +1,7 @@
 """In-memory fakes of the engine's outside world: Vault KV v2, Encord, a clock.
 
 Every outside call the engine makes goes through one shared :class:`Calls` counter, so a test
-can stop the engine after the N-th call (:class:`~rotator.engine.SimulatedCrash`) or make a
+can stop the engine after the N-th call (:class:`~rotator.core.engine.SimulatedCrash`) or make a
 call fail transiently, whichever fake it lands on. The fakes keep everything they ever held
 (every Vault version, every key created or deleted, with the global call number and the fake
 time) so the tests can check the protocol's invariants over the whole history.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rotator import keys
-from rotator.engine import AccountRef, Engine, SimulatedCrash
-from rotator.errors import (
+from rotator.core import keys
+from rotator.core.engine import AccountRef, Engine, SimulatedCrash
+from rotator.core.errors import (
     AccessDenied,
     AmbiguousWrite,
     NotFound,
@@ -29,10 +29,10 @@ from rotator.errors import (
     StoreConflict,
     StoreUnavailable,
 )
-from rotator.keys import KeyPair
-from rotator.model import BearerToken, GeneratedKey, Origin, RemoteKey
-from rotator.policy import Policy
-from rotator.state import STATE_NAME, AccountState, from_dict
+from rotator.core.keys import KeyPair
+from rotator.core.policy import Policy
+from rotator.core.state import STATE_NAME, AccountState, from_dict
+from rotator.core.vocab import BearerToken, GeneratedKey, Origin, RemoteKey
 
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 ACCOUNT = AccountRef("alpha", "sa-alpha")
@@ -285,7 +285,7 @@ class FakeEncord:
         )
 
     def registry(self, account_hash: str, signer: KeyPair) -> FakeRegistry:
-        """A :data:`rotator.engine.RegistryFactory`: a registry signed by ``signer``."""
+        """A :data:`rotator.core.engine.RegistryFactory`: a registry signed by ``signer``."""
         return FakeRegistry(self, account_hash, signer)
 
     # -- internals ---------------------------------------------------------------------------

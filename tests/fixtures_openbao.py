@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.vault import VaultStore, connect
+from rotator.adapters.vault import VaultStore, connect
+from rotator.dev.openbao import OpenBaoDev
 
 
 class MakeToken(Protocol):

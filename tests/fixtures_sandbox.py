@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rotator.sandbox import Sandbox, SeedConfig
+from rotator.dev.sandbox import Sandbox, SeedConfig
 
 
 @dataclass(frozen=True, slots=True)

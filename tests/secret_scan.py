@@ -3,8 +3,8 @@
 Every test's captured stdout, stderr and log records, and the text of every failure, are
 scanned for private keys (OpenSSH/PEM blocks, or the base64 of ``openssh-key-v1`` that
 starts every OpenSSH private key body), OpenBao dev root tokens and Vault service tokens,
-and every secret value the suite handled: private keys made by :func:`rotator.keys.generate`
-and bearer tokens answered to :class:`rotator.encord.client.EncordClient`, plus any value a
+and every secret value the suite handled: private keys made by :func:`rotator.core.keys.generate`
+and bearer tokens answered to :class:`rotator.adapters.encord.client.EncordClient`, plus any value a
 test hands to :func:`remember` (keys and tokens a daemon subprocess made, read back from
 Vault). A ``Bearer <credential>`` is caught even when its value was never seen.
 
@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from rotator import keys
-from rotator.encord import client as encord_client
-from rotator.model import BearerToken
+from rotator.adapters.encord import client as encord_client
+from rotator.core import keys
+from rotator.core.vocab import BearerToken
 
 PATTERN = re.compile(
     r"(?P<private_key_block>-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)"

@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from rotator import keys
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.encord.client import EncordClient
-from rotator.encord.signing import EncordAuth
-from rotator.vault import VaultStore
+from rotator.adapters.encord.client import EncordClient
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.adapters.vault import VaultStore
+from rotator.core import keys
+from rotator.dev.openbao import OpenBaoDev
 from tests.e2e import Proc, base_env, rotator_cli
 from tests.fixtures_openbao import MakeToken
 from tests.fixtures_sandbox import SandboxHandle

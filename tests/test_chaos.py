@@ -33,13 +33,13 @@ import pytest
 from encord import EncordUserClient
 from encord.exceptions import AuthenticationError
 
-from rotator import keys
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.encord.client import EncordClient
-from rotator.encord.signing import EncordAuth
-from rotator.sandbox import Faults
-from rotator.state import from_dict
-from rotator.vault import VaultStore, connect
+from rotator.adapters.encord.client import EncordClient
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.adapters.vault import VaultStore, connect
+from rotator.core import keys
+from rotator.core.state import from_dict
+from rotator.dev.openbao import OpenBaoDev
+from rotator.dev.sandbox import Faults
 from tests.e2e import FAST_SDK, Proc, base_env, owned_orphans, rotator_cli, sdk_authenticates
 from tests.fixtures_sandbox import MakeSandbox
 from tests.secret_scan import assert_no_secrets, note_exception, remember

@@ -1,4 +1,5 @@
-"""The Encord HTTP client (rotator.encord.client) against scripted answers; never a socket."""
+"""The Encord HTTP client (rotator.adapters.encord.client) against scripted answers; never a
+socket."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from rotator import keys
-from rotator.encord.client import USER_AGENT, EncordClient, RetryPolicy
-from rotator.encord.signing import EncordAuth, request_target, verify
-from rotator.errors import (
+from rotator.adapters.encord.client import USER_AGENT, EncordClient, RetryPolicy
+from rotator.adapters.encord.signing import EncordAuth, request_target, verify
+from rotator.core import keys
+from rotator.core.errors import (
     AccessDenied,
     AmbiguousWrite,
     ConfigError,
@@ -26,7 +27,7 @@ from rotator.errors import (
     RegistryUnavailable,
     RotatorError,
 )
-from rotator.model import BearerToken, RemoteKey
+from rotator.core.vocab import BearerToken, RemoteKey
 from tests.secret_scan import exception_chain_texts
 
 DOMAIN = "https://api.encord.test"

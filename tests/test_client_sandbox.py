@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotator import keys
-from rotator.encord.client import EncordClient, RetryPolicy
-from rotator.encord.signing import EncordAuth
-from rotator.errors import AccessDenied, NotFound, RegistryRejected, RegistryUnavailable
-from rotator.sandbox import Faults
+from rotator.adapters.encord.client import EncordClient, RetryPolicy
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.core import keys
+from rotator.core.errors import AccessDenied, NotFound, RegistryRejected, RegistryUnavailable
+from rotator.dev.sandbox import Faults
 from tests.fixtures_sandbox import MakeSandbox, SandboxHandle
 from tests.secret_scan import assert_no_secrets
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.config import (
+from rotator.core.errors import ConfigError
+from rotator.runtime.config import (
     Account,
     Settings,
     VaultSettings,
@@ -19,7 +20,6 @@ from rotator.config import (
     parse_duration,
     settings_summary,
 )
-from rotator.errors import ConfigError
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the documented default, compared, never bound
 TOKEN = "hvs.CAESIJlU2sFakeVaultTokenForTests0123"

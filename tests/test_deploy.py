@@ -42,12 +42,12 @@ import pytest
 import yaml
 from encord import EncordUserClient
 
+from rotator.adapters.vault import VaultStore, connect
 from rotator.cli import ENV_HELP
-from rotator.config import from_env
-from rotator.devtools.openbao import OpenBaoDev, find_bao
-from rotator.errors import AccessDenied
-from rotator.sandbox.seed import SeedConfig
-from rotator.vault import VaultStore, connect
+from rotator.core.errors import AccessDenied
+from rotator.dev.openbao import OpenBaoDev, find_bao
+from rotator.dev.sandbox.seed import SeedConfig
+from rotator.runtime.config import from_env
 from tests.e2e import FAST_SDK, base_env, rotator_cli, sdk_authenticates
 from tests.fixtures_openbao import MakeToken
 from tests.fixtures_sandbox import SandboxHandle

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from rotator import logs
-from rotator.config import from_env
-from rotator.daemon import Daemon
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.state import from_dict
-from rotator.vault import VaultStore
+from rotator.adapters.vault import VaultStore
+from rotator.core.state import from_dict
+from rotator.dev.openbao import OpenBaoDev
+from rotator.runtime import logs
+from rotator.runtime.config import from_env
+from rotator.runtime.daemon import Daemon
 from tests.e2e import (
     CALM_TIMINGS,
     Proc,
@@ -186,7 +186,7 @@ def test_restart_after_sigkill_finishes_half_done_work(
     openbao: OpenBaoDev, vault_store: VaultStore, vault_prefix: str, make_sandbox: MakeSandbox
 ) -> None:
     """SIGKILL mid-rotation, restart: the successor finishes or rolls back; invariants hold."""
-    from rotator.sandbox import Faults
+    from rotator.dev.sandbox import Faults
 
     handle = make_sandbox(faults=Faults(latency_ms=60))
     env = base_env(openbao, vault_prefix, handle.url)

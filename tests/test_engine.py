@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from rotator import keys
-from rotator.engine import CheckResult, Engine, SimulatedCrash
-from rotator.errors import AmbiguousWrite, RegistryUnavailable, RotatorError, TransientError
-from rotator.model import RemoteKey
-from rotator.policy import Blocked, Rotate, Wait, owned_title_prefix
-from rotator.state import KEY_KINDS, STATE_NAME, AccountState, from_dict
+from rotator.core import keys
+from rotator.core.engine import CheckResult, Engine, SimulatedCrash
+from rotator.core.errors import AmbiguousWrite, RegistryUnavailable, RotatorError, TransientError
+from rotator.core.policy import Blocked, Rotate, Wait, owned_title_prefix
+from rotator.core.state import KEY_KINDS, STATE_NAME, AccountState, from_dict
+from rotator.core.vocab import RemoteKey
 from tests.fakes import FakeRegistry, World, default_policy, make_world
 
 PREFIX = owned_title_prefix("alpha")

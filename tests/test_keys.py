@@ -1,4 +1,4 @@
-"""Ed25519 keys in Encord's shapes (rotator.keys), checked against the real encord SDK."""
+"""Ed25519 keys in Encord's shapes (rotator.core.keys), checked against the real encord SDK."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from rotator import keys
-from rotator.errors import KeyFormatError
+from rotator.core import keys
+from rotator.core.errors import KeyFormatError
 from tests.secret_scan import exception_chain_texts
 
 

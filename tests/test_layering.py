@@ -58,7 +58,8 @@ def _top(names: set[str]) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["rotator.policy", "rotator.model", "rotator.state", "rotator.engine"]
+    "module",
+    ["rotator.core.policy", "rotator.core.vocab", "rotator.core.state", "rotator.core.engine"],
 )
 def test_pure_core_imports_no_io_library(module: str) -> None:
     """policy, model, state and engine reach neither hvac, httpx, requests nor apscheduler."""
@@ -66,18 +67,24 @@ def test_pure_core_imports_no_io_library(module: str) -> None:
 
 
 def test_only_the_vault_adapter_imports_hvac() -> None:
-    """hvac appears in exactly one module's imports: rotator.vault."""
+    """hvac appears in exactly one module's imports: rotator.adapters.vault."""
     importers = {m for m in MODULES if "hvac" in _top(set(direct_imports(m)))}
-    assert importers == {"rotator.vault"}
+    assert importers == {"rotator.adapters.vault"}
 
 
 def test_daemon_never_reaches_the_sandbox_or_dev_tools() -> None:
     """Nothing the daemon imports, however indirectly, is the sandbox or the dev tools."""
-    reached = closure("rotator.daemon")
-    assert not {n for n in reached if n.startswith(("rotator.sandbox", "rotator.devtools"))}
+    reached = closure("rotator.runtime.daemon")
+    assert not {n for n in reached if n.startswith(("rotator.dev.sandbox", "rotator.dev"))}
 
 
 def test_the_module_list_is_real() -> None:
     """The checks above look at the real package (guards against an empty glob)."""
-    assert {"rotator.engine", "rotator.vault", "rotator.daemon", "rotator.sandbox"} <= set(MODULES)
-    assert "rotator.vault" in closure("rotator.daemon")
+    expected = {
+        "rotator.core.engine",
+        "rotator.adapters.vault",
+        "rotator.runtime.daemon",
+        "rotator.dev.sandbox",
+    }
+    assert expected <= set(MODULES)
+    assert "rotator.adapters.vault" in closure("rotator.runtime.daemon")

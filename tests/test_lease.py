@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotator.lease import FencedStore, Lease, LeaseLost
-from rotator.vault import VaultStore
+from rotator.adapters.lease import FencedStore, Lease, LeaseLost
+from rotator.adapters.vault import VaultStore
 
 
 class Clock:

@@ -18,13 +18,14 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from rotator import keys, logs
+from rotator.core import keys
+from rotator.runtime import logs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import gc, logging, os, sys, threading, warnings
-from rotator import logs
+from rotator.runtime import logs
 
 logs.configure(fmt="json", level="info")
 key = os.environ["T_KEY"]

@@ -9,13 +9,13 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from rotator import keys
-from rotator.encord.client import EncordClient
-from rotator.encord.registry import registry_factory
-from rotator.encord.signing import EncordAuth
-from rotator.engine import AccountRef, Engine
-from rotator.policy import Policy
-from rotator.vault import VaultStore
+from rotator.adapters.encord.client import EncordClient
+from rotator.adapters.encord.registry import registry_factory
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.adapters.vault import VaultStore
+from rotator.core import keys
+from rotator.core.engine import AccountRef, Engine
+from rotator.core.policy import Policy
 from tests.e2e import sdk_authenticates
 from tests.fixtures_sandbox import SandboxHandle
 from tests.secret_scan import assert_no_secrets

@@ -17,18 +17,18 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from rotator import logs
-from rotator.config import from_env
-from rotator.daemon import Daemon
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.encord.client import RetryPolicy
-from rotator.encord.registry import registry_factory
-from rotator.engine import CheckResult
-from rotator.errors import ConfigError
-from rotator.ops import ERROR_KINDS, ROTATION_OUTCOMES, Metrics, OpsServer
-from rotator.policy import Blocked
-from rotator.sandbox import Faults
-from rotator.state import AccountState, BearerState, KeyRecord, KindState
+from rotator.adapters.encord.client import RetryPolicy
+from rotator.adapters.encord.registry import registry_factory
+from rotator.core.engine import CheckResult
+from rotator.core.errors import ConfigError
+from rotator.core.policy import Blocked
+from rotator.core.state import AccountState, BearerState, KeyRecord, KindState
+from rotator.dev.openbao import OpenBaoDev
+from rotator.dev.sandbox import Faults
+from rotator.runtime import logs
+from rotator.runtime.config import from_env
+from rotator.runtime.daemon import Daemon
+from rotator.runtime.ops import ERROR_KINDS, ROTATION_OUTCOMES, Metrics, OpsServer
 from tests.e2e import Proc, base_env
 from tests.fixtures_sandbox import MakeSandbox
 from tests.secret_scan import assert_no_secrets

@@ -29,10 +29,10 @@ import httpx
 import hvac
 import pytest
 
-from rotator.devtools.openbao import find_bao
-from rotator.sandbox import Faults
-from rotator.state import from_dict
-from rotator.vault import VaultStore, connect
+from rotator.adapters.vault import VaultStore, connect
+from rotator.core.state import from_dict
+from rotator.dev.openbao import find_bao
+from rotator.dev.sandbox import Faults
 from tests.e2e import FAST_TIMINGS, Proc, owned_orphans, rotator_cli, sdk_authenticates
 from tests.fixtures_sandbox import MakeSandbox, SandboxHandle
 from tests.secret_scan import assert_no_secrets, remember

@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.model import RemoteKey
-from rotator.policy import (
+from rotator.core.policy import (
     Action,
     Blocked,
     DeleteOrphan,
@@ -27,7 +26,7 @@ from rotator.policy import (
     owned_title_prefix,
     plan,
 )
-from rotator.state import (
+from rotator.core.state import (
     KEY_KINDS,
     AccountState,
     BearerState,
@@ -37,6 +36,7 @@ from rotator.state import (
     Pending,
     Phase,
 )
+from rotator.core.vocab import RemoteKey
 
 ACCOUNT = "alpha"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.state import from_dict
-from rotator.vault import VaultStore
+from rotator.adapters.vault import VaultStore
+from rotator.core.state import from_dict
+from rotator.dev.openbao import OpenBaoDev
 from tests.e2e import Proc, base_env, owned_orphans, rotator_cli, sdk_authenticates
 from tests.fixtures_sandbox import MakeSandbox
 

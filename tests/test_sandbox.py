@@ -18,14 +18,14 @@ import httpx
 import pytest
 from pydantic.warnings import PydanticDeprecatedSince212
 
-from rotator import keys
-from rotator.encord.signing import EncordAuth, sign
-from rotator.errors import ConfigError
-from rotator.keys import KeyPair
-from rotator.model import parse_rfc3339
-from rotator.sandbox import Faults, Sandbox, SeedConfig
-from rotator.sandbox.api import Reply, Request, is_loopback
-from rotator.sandbox.cli import main
+from rotator.adapters.encord.signing import EncordAuth, sign
+from rotator.core import keys
+from rotator.core.errors import ConfigError
+from rotator.core.keys import KeyPair
+from rotator.core.vocab import parse_rfc3339
+from rotator.dev.sandbox import Faults, Sandbox, SeedConfig
+from rotator.dev.sandbox.api import Reply, Request, is_loopback
+from rotator.dev.sandbox.cli import main
 from tests.fixtures_sandbox import MakeSandbox, SandboxHandle
 
 # The SDK trips a pydantic deprecation warning at import; filterwarnings=error would fail it.
@@ -696,7 +696,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "rotator.sandbox",
+            "rotator.dev.sandbox",
             "--seed",
             str(seed),
             "--port",

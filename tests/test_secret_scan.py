@@ -11,7 +11,7 @@ import secrets
 
 import pytest
 
-from rotator import keys
+from rotator.core import keys
 from tests import secret_scan
 from tests.secret_scan import exception_text, find_secrets, remember, scan_later
 

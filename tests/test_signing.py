@@ -1,4 +1,5 @@
-"""Encord v2 request signing (rotator.encord.signing), byte for byte against the encord SDK."""
+"""Encord v2 request signing (rotator.adapters.encord.signing), byte for byte against the
+encord SDK."""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator import keys
-from rotator.encord.signing import (
+from rotator.adapters.encord.signing import (
     SKEW_WINDOW_SECONDS,
     EncordAuth,
     SignatureError,
@@ -26,6 +26,7 @@ from rotator.encord.signing import (
     sign,
     verify,
 )
+from rotator.core import keys
 
 DOMAIN = "https://api.encord.com"
 CREATED = 1_790_000_000

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator import keys
-from rotator.errors import CorruptState
-from rotator.state import (
+from rotator.core import keys
+from rotator.core.errors import CorruptState
+from rotator.core.state import (
     KEY_KINDS,
     AccountState,
     BearerState,

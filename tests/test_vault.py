@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from rotator.devtools.openbao import OpenBaoDev, OpenBaoError, find_bao
-from rotator.errors import (
+from rotator.adapters.vault import VaultStore, Versioned, connect
+from rotator.core.errors import (
     AccessDenied,
     ConfigError,
     CorruptState,
     StoreConflict,
     StoreUnavailable,
 )
-from rotator.vault import VaultStore, Versioned, connect
+from rotator.dev.openbao import OpenBaoDev, OpenBaoError, find_bao
 from tests.fixtures_openbao import MakeToken
 
 SECRET_VALUE = "-----BEGIN OPENSSH PRIVATE KEY-----very-secret-material"
@@ -40,7 +40,7 @@ def assert_clean(exc: BaseException, *secrets: str) -> None:
 
 @contextlib.contextmanager
 def client(addr: str, token: str, **kwargs: Any) -> Iterator[Any]:
-    """An hvac client from rotator.vault.connect, closed afterwards."""
+    """An hvac client from rotator.adapters.vault.connect, closed afterwards."""
     c = connect(addr, token, **kwargs)
     try:
         yield c

@@ -24,7 +24,12 @@ from typing import Any, Protocol
 import pytest
 from structlog.testing import capture_logs
 
-from rotator.config import (
+from rotator.adapters.vault import VaultSession, VaultStore
+from rotator.core.engine import Registry
+from rotator.core.errors import AccessDenied, ConfigError
+from rotator.core.keys import KeyPair
+from rotator.dev.openbao import OpenBaoDev
+from rotator.runtime.config import (
     K8S_JWT_FILE,
     Account,
     Settings,
@@ -33,12 +38,7 @@ from rotator.config import (
     from_env,
     settings_summary,
 )
-from rotator.daemon import Daemon, open_store, wait_for_vault
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.engine import Registry
-from rotator.errors import AccessDenied, ConfigError
-from rotator.keys import KeyPair
-from rotator.vault import VaultSession, VaultStore
+from rotator.runtime.daemon import Daemon, open_store, wait_for_vault
 from tests.e2e import Proc, base_env
 from tests.fixtures_sandbox import SandboxHandle
 from tests.secret_scan import remember

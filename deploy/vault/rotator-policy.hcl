@@ -5,7 +5,7 @@
 #   bao policy write rotator deploy/vault/rotator-policy.hcl
 #   bao token create -policy=rotator -period=24h      # renewed by rotator (renew-self)
 #
-# It grants exactly the Vault API calls rotator/vault.py makes, and nothing outside the
+# It grants exactly the Vault API calls rotator/adapters/vault/ makes, and nothing outside the
 # prefix: tests/test_deploy.py runs a bootstrap, rotations and the daemon under a token
 # holding only this policy (no `default` policy), and proves reads and writes elsewhere,
 # policy reads and token creation are denied.

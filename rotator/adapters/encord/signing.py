@@ -26,7 +26,7 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from rotator.keys import KeyPair
+from rotator.core.keys import KeyPair
 
 LABEL = "encord-sig"
 COVERED = '("@method" "@request-target" "content-digest")'
@@ -89,7 +89,7 @@ def request_target(request: httpx.Request) -> str:
 class EncordAuth(httpx.Auth):
     """Signs every request, each attempt afresh, with one Ed25519 key.
 
-    The key's private half is held by the :class:`~rotator.keys.KeyPair` (hidden from repr).
+    The key's private half is held by the :class:`~rotator.core.keys.KeyPair` (hidden from repr).
     """
 
     requires_request_body = True

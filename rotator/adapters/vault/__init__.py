@@ -43,9 +43,8 @@ import hvac.utils
 import requests
 import structlog
 
-from rotator import logs
-from rotator.config import VaultSettings
-from rotator.errors import (
+from rotator.core import redaction as logs
+from rotator.core.errors import (
     AccessDenied,
     ConfigError,
     CorruptState,
@@ -53,7 +52,8 @@ from rotator.errors import (
     StoreConflict,
     StoreUnavailable,
 )
-from rotator.model import parse_rfc3339, utc
+from rotator.core.vocab import parse_rfc3339, utc
+from rotator.runtime.config import VaultSettings
 
 __all__ = ["TokenInfo", "Versioned", "VaultSession", "VaultStore", "connect"]
 

@@ -4,7 +4,7 @@ One :meth:`Engine.check` of an account:
 
 1. snapshot: read the state record, list the account's keys at Encord (signed by the current
    key), read the key ids at the newest versions of the consumer paths;
-2. :func:`rotator.policy.plan` decides, purely, what is due;
+2. :func:`rotator.core.policy.plan` decides, purely, what is due;
 3. each action is carried out; every step that calls out is preceded by a check-and-set write
    of the state record that says what is about to happen, and followed by one that says it
    happened. A crash anywhere leaves a record from which the next check finishes or rolls
@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from rotator import keys
-from rotator.errors import (
+from rotator.core import keys
+from rotator.core.errors import (
     AccessDenied,
     CorruptState,
     KeyFormatError,
@@ -38,9 +38,8 @@ from rotator.errors import (
     RegistryRejected,
     RotatorError,
 )
-from rotator.keys import KeyPair
-from rotator.model import BearerToken, GeneratedKey, RemoteKey, rfc3339
-from rotator.policy import (
+from rotator.core.keys import KeyPair
+from rotator.core.policy import (
     Action,
     Blocked,
     DeleteOrphan,
@@ -57,7 +56,7 @@ from rotator.policy import (
     owned_title_prefix,
     plan,
 )
-from rotator.state import (
+from rotator.core.state import (
     STATE_NAME,
     AccountState,
     BearerState,
@@ -68,6 +67,7 @@ from rotator.state import (
     from_dict,
     to_dict,
 )
+from rotator.core.vocab import BearerToken, GeneratedKey, RemoteKey, rfc3339
 
 log = structlog.get_logger("rotator.engine")
 

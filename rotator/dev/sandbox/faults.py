@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
-from rotator.errors import ConfigError
+from rotator.core.errors import ConfigError
 
 _RATES = ("error_rate", "throttle_rate", "drop_upload_rate")
 _COUNTS = ("retry_after", "latency_ms")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from rotator.errors import CorruptState
-from rotator.model import Origin, parse_rfc3339, rfc3339, utc
+from rotator.core.errors import CorruptState
+from rotator.core.vocab import Origin, parse_rfc3339, rfc3339, utc
 
 KeyKind = Literal["ssh-key", "api-key"]
 KEY_KINDS: tuple[KeyKind, ...] = ("ssh-key", "api-key")

@@ -1,7 +1,8 @@
 """The HTTP client for Encord's public API and its key-management calls (contract Parts 1, 2).
 
 One :class:`EncordClient` wraps one ``httpx.Client``; requests are signed by the ``httpx.Auth``
-it is given (normally :class:`~rotator.encord.signing.EncordAuth`), afresh on every attempt.
+it is given (normally :class:`~rotator.adapters.encord.signing.EncordAuth`), afresh on every
+attempt.
 
 Retries: idempotent calls (GET, DELETE) are retried on connect/read errors, timeouts, 429 and
 500/502/503/504, with exponential back-off and full jitter, honouring ``Retry-After`` up to a
@@ -14,7 +15,7 @@ cap. A key-creating POST is sent once, never again:
   title, since only Encord ever held the private key.
 * A POST that could not even connect was never sent: :class:`RegistryUnavailable`.
 
-Errors are the house tree (:mod:`rotator.errors`): one-line messages naming the call and the
+Errors are the house tree (:mod:`rotator.core.errors`): one-line messages naming the call and the
 status, perhaps Encord's ``code``, never a response body, Encord's ``message``, a key or a
 token. Every error is raised outside the ``except`` block that noticed the problem, so no
 ``__cause__`` or ``__context__`` carries a library exception (whose text, or attributes such
@@ -40,7 +41,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from rotator.errors import (
+from rotator.core.errors import (
     AccessDenied,
     AmbiguousWrite,
     ConfigError,
@@ -51,8 +52,8 @@ from rotator.errors import (
     RegistryUnavailable,
     RotatorError,
 )
-from rotator.keys import key_id_of_line, load_private
-from rotator.model import BearerToken, GeneratedKey, Origin, RemoteKey, parse_rfc3339
+from rotator.core.keys import key_id_of_line, load_private
+from rotator.core.vocab import BearerToken, GeneratedKey, Origin, RemoteKey, parse_rfc3339
 
 __all__ = ["EncordClient", "RetryPolicy", "USER_AGENT"]
 

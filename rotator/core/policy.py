@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from rotator.model import RemoteKey
-from rotator.state import AccountState, KeyKind, KeyRecord
+from rotator.core.state import AccountState, KeyKind, KeyRecord
+from rotator.core.vocab import RemoteKey
 
 
 def owned_title_prefix(account: str) -> str:

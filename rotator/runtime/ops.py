@@ -35,8 +35,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from rotator.engine import CheckResult
-from rotator.state import KEY_KINDS, AccountState
+from rotator.core.engine import CheckResult
+from rotator.core.state import KEY_KINDS, AccountState
 
 log = structlog.get_logger("rotator.ops")
 

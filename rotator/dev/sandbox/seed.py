@@ -8,7 +8,7 @@ A seed is JSON::
 
 ``key_cap`` (default 5), ``role`` (``member`` or ``admin``, default ``member``) and
 ``organisation`` (default ``default``) are optional. Every problem is collected and raised
-as one :class:`~rotator.errors.ConfigError`.
+as one :class:`~rotator.core.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
-from rotator.errors import ConfigError
+from rotator.core.errors import ConfigError
 
 Role = Literal["member", "admin"]
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from rotator.errors import KeyFormatError
+from rotator.core.errors import KeyFormatError
 
 _OPENSSH_HEADER = "-----BEGIN OPENSSH PRIVATE KEY-----"
 

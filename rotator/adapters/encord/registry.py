@@ -1,4 +1,4 @@
-"""The engine's :class:`~rotator.engine.Registry` over the real Encord API (Part 2)."""
+"""The engine's :class:`~rotator.core.engine.Registry` over the real Encord API (Part 2)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import cast
 
 import httpx
 
-from rotator.encord.client import EncordClient, RetryPolicy
-from rotator.encord.signing import EncordAuth
-from rotator.errors import OperatorActionRequired
-from rotator.keys import KeyPair
-from rotator.model import BearerToken, GeneratedKey, RemoteKey
+from rotator.adapters.encord.client import EncordClient, RetryPolicy
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.core.errors import OperatorActionRequired
+from rotator.core.keys import KeyPair
+from rotator.core.vocab import BearerToken, GeneratedKey, RemoteKey
 
 
 class EncordRegistry:

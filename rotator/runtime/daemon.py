@@ -7,7 +7,7 @@ at that moment; a per-account lock keeps the two from overlapping. Failures are 
 ridden out with exponential back-off: once running, the daemon never exits on its own.
 
 It also serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``ROTATOR_HTTP_ADDR``
-(:mod:`rotator.ops`).
+(:mod:`rotator.runtime.ops`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from rotator import logs
-from rotator.config import Settings, settings_summary
-from rotator.encord.registry import registry_factory
-from rotator.engine import AccountRef, CheckResult, Engine, RegistryFactory, SecretStore
-from rotator.errors import (
+from rotator.adapters.encord.registry import registry_factory
+from rotator.adapters.lease import FencedStore, Lease, LeaseLost, replica_id
+from rotator.adapters.vault import VaultSession, VaultStore
+from rotator.core.engine import AccountRef, CheckResult, Engine, RegistryFactory, SecretStore
+from rotator.core.errors import (
     AccessDenied,
     ConfigError,
     PermanentError,
@@ -41,10 +41,10 @@ from rotator.errors import (
     StoreUnavailable,
     TransientError,
 )
-from rotator.lease import FencedStore, Lease, LeaseLost, replica_id
-from rotator.ops import Metrics, OpsServer
-from rotator.policy import Policy
-from rotator.vault import VaultSession, VaultStore
+from rotator.core.policy import Policy
+from rotator.runtime import logs
+from rotator.runtime.config import Settings, settings_summary
+from rotator.runtime.ops import Metrics, OpsServer
 
 log = structlog.get_logger("rotator.daemon")
 

@@ -5,8 +5,8 @@ of the Encord contract, checks every signature as Encord does, enforces key caps
 refusal and authorisation, journals changes, persists state, and injects faults on demand.
 """
 
-from rotator.sandbox.faults import Faults
-from rotator.sandbox.seed import AccountSeed, SeedConfig
-from rotator.sandbox.server import Sandbox
+from rotator.dev.sandbox.faults import Faults
+from rotator.dev.sandbox.seed import AccountSeed, SeedConfig
+from rotator.dev.sandbox.server import Sandbox
 
 __all__ = ["AccountSeed", "Faults", "Sandbox", "SeedConfig"]

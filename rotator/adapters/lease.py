@@ -26,9 +26,9 @@ from typing import Any
 
 import structlog
 
-from rotator.engine import SecretStore, VersionedData
-from rotator.errors import RotatorError, StoreConflict
-from rotator.model import parse_rfc3339
+from rotator.core.engine import SecretStore, VersionedData
+from rotator.core.errors import RotatorError, StoreConflict
+from rotator.core.vocab import parse_rfc3339
 
 log = structlog.get_logger("rotator.lease")
 

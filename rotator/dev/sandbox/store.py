@@ -3,7 +3,7 @@
 Every method takes the one re-entrant lock, so callers may also hold it across several calls
 to make a compound step atomic (authenticate, then act). Nothing here speaks HTTP.
 
-Only public material is kept: keys as :class:`~rotator.model.RemoteKey`, tokens as their
+Only public material is kept: keys as :class:`~rotator.core.vocab.RemoteKey`, tokens as their
 SHA-256. Private keys leave this module once, in the answer of ``generate`` and in bootstrap
 key files; they never reach the journal or the state file.
 """
@@ -26,10 +26,10 @@ from typing import IO, Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from rotator import keys
-from rotator.errors import ConfigError, KeyFormatError
-from rotator.model import Origin, RemoteKey, parse_rfc3339
-from rotator.sandbox.seed import AccountSeed, Role, SeedConfig
+from rotator.core import keys
+from rotator.core.errors import ConfigError, KeyFormatError
+from rotator.core.vocab import Origin, RemoteKey, parse_rfc3339
+from rotator.dev.sandbox.seed import AccountSeed, Role, SeedConfig
 
 STATE_VERSION = 1
 _ONE_MICROSECOND = timedelta(microseconds=1)

@@ -6,7 +6,7 @@ target, untouched; and a fault must commit a write and then drop the connection 
 answer, which a handler does by simply not writing. Both come directly, with no dependency.
 
 It speaks HTTP/1.1 with ``Content-Length`` and keep-alive; one thread per connection; all
-state behind one lock (see :mod:`rotator.sandbox.store`).
+state behind one lock (see :mod:`rotator.dev.sandbox.store`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from typing import Any
 
 import httpx
 
-from rotator.errors import ConfigError
-from rotator.model import RemoteKey
-from rotator.sandbox.api import Api, Reply, Request
-from rotator.sandbox.faults import Faults
-from rotator.sandbox.seed import SeedConfig
-from rotator.sandbox.store import Store
+from rotator.core.errors import ConfigError
+from rotator.core.vocab import RemoteKey
+from rotator.dev.sandbox.api import Api, Reply, Request
+from rotator.dev.sandbox.faults import Faults
+from rotator.dev.sandbox.seed import SeedConfig
+from rotator.dev.sandbox.store import Store
 
 log = logging.getLogger("rotator.sandbox")
 

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import structlog
 
-from rotator import keys, logs
-from rotator.config import from_env
-from rotator.daemon import Daemon, open_store, stop_on_signals, wait_for_vault
-from rotator.devtools.openbao import OpenBaoDev
-from rotator.encord.client import EncordClient, RetryPolicy
-from rotator.encord.signing import EncordAuth
-from rotator.errors import RotatorError
-from rotator.sandbox import Sandbox
+from rotator.adapters.encord.client import EncordClient, RetryPolicy
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.core import keys
+from rotator.core.errors import RotatorError
+from rotator.dev.openbao import OpenBaoDev
+from rotator.dev.sandbox import Sandbox
+from rotator.runtime import logs
+from rotator.runtime.config import from_env
+from rotator.runtime.daemon import Daemon, open_store, stop_on_signals, wait_for_vault
 
 log = structlog.get_logger("rotator.demo")
 
@@ -45,7 +46,7 @@ DEMO_ENV = {
 
 def _consumer(vault_store: object, domain: str, stop: threading.Event) -> None:
     """A pipeline: read the newest key from Vault, call Encord with it."""
-    from rotator.vault import VaultStore
+    from rotator.adapters.vault import VaultStore
 
     assert isinstance(vault_store, VaultStore)
     while not stop.wait(2.0):

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from rotator import keys
-from rotator.encord.signing import SignatureError, verify
-from rotator.errors import ConfigError
-from rotator.sandbox.faults import Faults
-from rotator.sandbox.store import Account, Refused, Store, key_json, rfc3339_micro
+from rotator.adapters.encord.signing import SignatureError, verify
+from rotator.core import keys
+from rotator.core.errors import ConfigError
+from rotator.dev.sandbox.faults import Faults
+from rotator.dev.sandbox.store import Account, Refused, Store, key_json, rfc3339_micro
 
 PUBLIC_PREFIX = "/v2/public/"
 CONTROL_PREFIX = "/_sandbox/"

@@ -4,7 +4,7 @@ This is the only module that reads the environment, and it does so only when
 :func:`from_env` is called (from ``main()``), never at import time.
 
 Every problem found is collected and reported together in one
-:class:`~rotator.errors.ConfigError`, one line per problem, each line naming the variable::
+:class:`~rotator.core.errors.ConfigError`, one line per problem, each line naming the variable::
 
     ROTATOR_KEY_TTL: expected a duration like '90d' or '1h30m', got 'soon'
 
@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
-from rotator.errors import ConfigError
+from rotator.core.errors import ConfigError
 
 Credential = Literal["ssh-key", "api-key", "bearer-token"]
 KeyKind = Literal["ssh-key", "api-key"]

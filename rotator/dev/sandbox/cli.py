@@ -15,10 +15,10 @@ import threading
 from types import FrameType
 from typing import NoReturn
 
-from rotator.errors import ConfigError
-from rotator.sandbox.faults import Faults
-from rotator.sandbox.seed import SeedConfig
-from rotator.sandbox.server import Sandbox
+from rotator.core.errors import ConfigError
+from rotator.dev.sandbox.faults import Faults
+from rotator.dev.sandbox.seed import SeedConfig
+from rotator.dev.sandbox.server import Sandbox
 
 PROG = "rotator sandbox"
 

@@ -34,7 +34,7 @@ from types import TracebackType
 
 import httpx
 
-from rotator.errors import RotatorError
+from rotator.core.errors import RotatorError
 
 __all__ = ["OpenBaoDev", "OpenBaoError", "find_bao"]
 

@@ -1,1 +1,0 @@
-"""Tools for development, tests and ``rotator demo``; the daemon never imports this package."""
