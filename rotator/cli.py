@@ -26,6 +26,7 @@ from rotator.core.errors import (
     StoreUnavailable,
     TransientError,
 )
+from rotator.core.vocab import Outcome
 from rotator.runtime import logs
 from rotator.runtime.config import Settings, format_duration, from_env
 
@@ -306,7 +307,8 @@ def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
         finally:
             lease.release()
     print(json.dumps({"event": "rotate.done", "account": name, "outcomes": result.outcomes}))
-    ok = not any(o in ("failed", "blocked_by_cap", "not_bootstrapped") for o in result.outcomes)
+    failures = {outcome for outcome in Outcome if outcome.is_failure}
+    ok = not any(o in failures for o in result.outcomes)
     return 0 if ok else 1
 
 

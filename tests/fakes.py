@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rotator.core import keys
-from rotator.core.engine import AccountRef, Engine, SimulatedCrash
+from rotator.core.engine import Engine, SimulatedCrash
 from rotator.core.errors import (
     AccessDenied,
     AmbiguousWrite,
@@ -32,10 +32,10 @@ from rotator.core.errors import (
 from rotator.core.keys import KeyPair
 from rotator.core.policy import Policy
 from rotator.core.state import STATE_NAME, AccountState, from_dict
-from rotator.core.vocab import BearerToken, GeneratedKey, Origin, RemoteKey
+from rotator.core.vocab import Account, BearerToken, GeneratedKey, Origin, RemoteKey
 
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-ACCOUNT = AccountRef("alpha", "sa-alpha")
+ACCOUNT = Account("alpha", "sa-alpha")
 
 
 class FakeClock:
@@ -465,7 +465,7 @@ class World:
     store: FakeStore
     encord: FakeEncord
     policy: Policy
-    account: AccountRef = ACCOUNT
+    account: Account = ACCOUNT
     bootstrap_key: KeyPair | None = None
     hook: Callable[[str], None] | None = None
     verify_attempts: int = 5

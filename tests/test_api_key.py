@@ -10,8 +10,9 @@ from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.encord.signing import EncordAuth
 from rotator.adapters.vault import VaultStore
 from rotator.core import keys
-from rotator.core.engine import AccountRef, Engine
+from rotator.core.engine import Engine
 from rotator.core.policy import Policy
+from rotator.core.vocab import Account
 from tests.e2e import journal_max_keys, sdk_authenticates
 from tests.fixtures_sandbox import MakeSandbox
 
@@ -34,7 +35,7 @@ def make_engine(store: VaultStore, url: str, clock: Clock, cap: int) -> Engine:
         bearer=False,
     )
     return Engine(
-        account=AccountRef("alpha", "sa-alpha"),
+        account=Account("alpha", "sa-alpha"),
         store=store,
         registry_factory=registry_factory(url),
         policy=policy,

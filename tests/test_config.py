@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotator.core.errors import ConfigError
+from rotator.core.vocab import Account
 from rotator.runtime.config import (
-    Account,
     Settings,
     VaultSettings,
     format_duration,

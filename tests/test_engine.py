@@ -30,8 +30,8 @@ from rotator.core import keys
 from rotator.core.engine import CheckResult, Engine, SimulatedCrash
 from rotator.core.errors import AmbiguousWrite, RegistryUnavailable, RotatorError, TransientError
 from rotator.core.policy import Blocked, Rotate, Wait, owned_title_prefix
-from rotator.core.state import KEY_KINDS, STATE_NAME, AccountState, from_dict
-from rotator.core.vocab import RemoteKey
+from rotator.core.state import STATE_NAME, AccountState, from_dict
+from rotator.core.vocab import KEY_KINDS, RemoteKey
 from tests.fakes import FakeRegistry, World, default_policy, make_world
 
 PREFIX = owned_title_prefix("alpha")

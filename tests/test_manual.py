@@ -14,8 +14,9 @@ from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.encord.signing import EncordAuth
 from rotator.adapters.vault import VaultStore
 from rotator.core import keys
-from rotator.core.engine import AccountRef, Engine
+from rotator.core.engine import Engine
 from rotator.core.policy import Policy
+from rotator.core.vocab import Account
 from tests.e2e import sdk_authenticates
 from tests.fixtures_sandbox import SandboxHandle
 from tests.secret_scan import assert_no_secrets
@@ -52,7 +53,7 @@ def test_manual_mode_asks_a_person_and_polls_until_done(
         bearer=True,
     )
     engine = Engine(
-        account=AccountRef("alpha", "sa-alpha"),
+        account=Account("alpha", "sa-alpha"),
         store=vault_store,
         registry_factory=registry_factory(sandbox.url, manual=True),
         policy=policy,

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from rotator.adapters.encord.client import RetryPolicy
 from rotator.adapters.encord.registry import registry_factory
 from rotator.core.engine import CheckResult
-from rotator.core.errors import ConfigError
+from rotator.core.errors import ERROR_KINDS, ConfigError
 from rotator.core.policy import Blocked
 from rotator.core.state import AccountState, BearerState, KeyRecord, KindState
 from rotator.dev.openbao import OpenBaoDev
@@ -28,7 +28,7 @@ from rotator.dev.sandbox import Faults
 from rotator.runtime import logs
 from rotator.runtime.config import from_env
 from rotator.runtime.daemon import Daemon
-from rotator.runtime.ops import ERROR_KINDS, ROTATION_OUTCOMES, Metrics, OpsServer
+from rotator.runtime.ops import ROTATION_OUTCOMES, Metrics, OpsServer
 from tests.e2e import Proc, base_env
 from tests.fixtures_sandbox import MakeSandbox
 from tests.secret_scan import assert_no_secrets

@@ -27,16 +27,14 @@ from rotator.core.policy import (
     plan,
 )
 from rotator.core.state import (
-    KEY_KINDS,
     AccountState,
     BearerState,
-    KeyKind,
     KeyRecord,
     KindState,
     Pending,
     Phase,
 )
-from rotator.core.vocab import RemoteKey
+from rotator.core.vocab import KEY_KINDS, KeyKind, RemoteKey
 
 ACCOUNT = "alpha"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

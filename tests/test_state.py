@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from rotator.core import keys
 from rotator.core.errors import CorruptState
 from rotator.core.state import (
-    KEY_KINDS,
     AccountState,
     BearerState,
     KeyRecord,
@@ -26,6 +25,7 @@ from rotator.core.state import (
     public_view,
     to_dict,
 )
+from rotator.core.vocab import KEY_KINDS
 
 # A handful of real private keys, made once: generating one per example would be slow.
 PRIVATE = [keys.generate(comment=f"k{i}").private_openssh for i in range(4)]

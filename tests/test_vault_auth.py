@@ -25,13 +25,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from rotator.adapters.vault import VaultSession, VaultStore
-from rotator.core.engine import Registry
 from rotator.core.errors import AccessDenied, ConfigError
 from rotator.core.keys import KeyPair
+from rotator.core.ports import Registry
+from rotator.core.vocab import Account
 from rotator.dev.openbao import OpenBaoDev
 from rotator.runtime.config import (
     K8S_JWT_FILE,
-    Account,
     Settings,
     VaultAuth,
     VaultSettings,

@@ -26,8 +26,8 @@ from typing import Any
 
 import structlog
 
-from rotator.core.engine import SecretStore, VersionedData
 from rotator.core.errors import RotatorError, StoreConflict
+from rotator.core.ports import SecretStore, VersionedData
 from rotator.core.vocab import parse_rfc3339
 
 log = structlog.get_logger("rotator.lease")

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
 
 import structlog
 
@@ -56,63 +55,26 @@ from rotator.core.policy import (
     owned_title_prefix,
     plan,
 )
+from rotator.core.ports import Registry, RegistryFactory, SecretStore, VersionedData
 from rotator.core.state import (
     STATE_NAME,
     AccountState,
     BearerState,
-    KeyKind,
     KeyRecord,
     LastRun,
     Pending,
     from_dict,
     to_dict,
 )
-from rotator.core.vocab import BearerToken, GeneratedKey, RemoteKey, rfc3339
+from rotator.core.vocab import Account, BearerToken, GeneratedKey, KeyKind, RemoteKey, rfc3339
 
 log = structlog.get_logger("rotator.engine")
 
 BEARER_PATH = "bearer-token"
 
 
-class Registry(Protocol):
-    """Encord key management for one service account, signed by one key."""
-
-    def list_keys(self) -> list[RemoteKey]: ...
-    def upload_key(self, title: str, public_line: str) -> RemoteKey: ...
-    def generate_key(self, title: str) -> GeneratedKey: ...
-    def delete_key(self, key_hash: str) -> None: ...
-    def verify(self, key: KeyPair) -> None: ...
-    def bearer_token(self) -> BearerToken: ...
-    def close(self) -> None: ...
-
-
-RegistryFactory = Callable[[str, KeyPair], Registry]
-
-
-class VersionedData(Protocol):
-    @property
-    def data(self) -> dict[str, Any] | None: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def created_time(self) -> datetime: ...
-
-
-class SecretStore(Protocol):
-    """KV v2 with check-and-set, relative to ``{prefix}/``."""
-
-    def read(self, rel: str) -> VersionedData | None: ...
-    def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int: ...
-
-
 class SimulatedCrash(BaseException):
     """Raised by test hooks to stop the engine between two outside calls."""
-
-
-@dataclass(frozen=True, slots=True)
-class AccountRef:
-    name: str
-    hash: str
 
 
 @dataclass(slots=True)
@@ -156,7 +118,7 @@ class Engine:
     def __init__(
         self,
         *,
-        account: AccountRef,
+        account: Account,
         store: SecretStore,
         registry_factory: RegistryFactory,
         policy: Policy,

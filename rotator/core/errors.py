@@ -18,6 +18,10 @@
         ├── CorruptState     a record in Vault that rotator cannot read
         └── ProtocolError    a peer answered something that is not the contract
 
+Each class carries its :class:`ErrorKind` (``kind``: what the caller should do, the
+``error_kind`` of ``check.failed`` and the ``kind`` label of ``rotator_errors``) and, for
+outages, the ``peer`` that did not answer; :func:`error_kind` classifies any exception.
+
 Messages are one line, name what is wrong, and never carry a response body, a key or a
 token: adapters translate library errors at the boundary with ``raise X(...) from None`` or
 ``from exc`` only when the cause's text is known to be free of secrets.
@@ -25,9 +29,27 @@ token: adapters translate library errors at the boundary with ``raise X(...) fro
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import ClassVar, Final, Literal
+
+Peer = Literal["vault", "encord"]
+
+
+class ErrorKind(StrEnum):
+    """What a failed check means for the caller, by error class."""
+
+    TRANSIENT = "transient"  # back off and retry
+    ACCESS_DENIED = "access_denied"  # a credential or policy is wrong: alert
+    PERMANENT = "permanent"  # retrying will not help: alert, do not hammer
+    INTERNAL = "internal"  # a bug, or an error outside this tree
+
 
 class RotatorError(Exception):
     """Base of every error rotator raises on purpose."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
+    peer: ClassVar[Peer | None] = None
+    """The outside system that did not answer (outages only), else None."""
 
 
 class ConfigError(RotatorError):
@@ -45,6 +67,8 @@ class KeyFormatError(RotatorError):
 class TransientError(RotatorError):
     """A peer is unavailable for now; retry with back-off."""
 
+    kind = ErrorKind.TRANSIENT
+
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -53,9 +77,13 @@ class TransientError(RotatorError):
 class StoreUnavailable(TransientError):
     """Vault did not answer, or answered 5xx."""
 
+    peer = "vault"
+
 
 class RegistryUnavailable(TransientError):
     """Encord did not answer, was throttled (429) or answered 5xx."""
+
+    peer = "encord"
 
 
 class AmbiguousWrite(RegistryUnavailable):
@@ -74,9 +102,13 @@ class OperatorActionRequired(RotatorError):
 class PermanentError(RotatorError):
     """Retrying will not help."""
 
+    kind = ErrorKind.PERMANENT
+
 
 class AccessDenied(PermanentError):
     """401/403 from Vault or Encord."""
+
+    kind = ErrorKind.ACCESS_DENIED
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -102,3 +134,11 @@ class CorruptState(PermanentError):
 
 class ProtocolError(PermanentError):
     """A peer answered outside the contract (garbage JSON, missing fields)."""
+
+
+ERROR_KINDS: Final[tuple[ErrorKind, ...]] = tuple(ErrorKind)
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """The kind of any exception: its class's, or ``internal`` for one outside the tree."""
+    return exc.kind if isinstance(exc, RotatorError) else ErrorKind.INTERNAL

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from rotator.core.state import AccountState, KeyKind, KeyRecord
-from rotator.core.vocab import RemoteKey
+from rotator.core.state import AccountState, KeyRecord
+from rotator.core.vocab import KeyKind, RemoteKey
 
 
 def owned_title_prefix(account: str) -> str:

@@ -17,10 +17,8 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from rotator.core.errors import CorruptState
-from rotator.core.vocab import Origin, parse_rfc3339, rfc3339, utc
+from rotator.core.vocab import KEY_KINDS, Origin, parse_rfc3339, rfc3339, utc
 
-KeyKind = Literal["ssh-key", "api-key"]
-KEY_KINDS: tuple[KeyKind, ...] = ("ssh-key", "api-key")
 Phase = Literal["intent", "registered"]
 SCHEMA = 1
 STATE_NAME = "state"
@@ -66,9 +64,6 @@ class Pending:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "started_at", utc(self.started_at))
-
-
-Outcome = Literal["rotated", "failed", "blocked_by_cap", "rolled_back", "not_bootstrapped"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,61 @@
-"""Value types shared by the core and its adapters: frozen, slotted, tz-aware."""
+"""The vocabulary every layer speaks: accounts, credential kinds, outcomes, and the value
+types of keys and tokens (frozen, slotted, tz-aware UTC). Defined once, here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from enum import StrEnum
+from typing import Final, Literal
 
 Origin = Literal["uploaded", "generated"]
+
+KeyKind = Literal["ssh-key", "api-key"]
+"""A key rotator rotates: ``ssh-key`` (rotator makes the pair and uploads the public half)
+or ``api-key`` (Encord generates the pair and hands over the private half once)."""
+KEY_KINDS: Final[tuple[KeyKind, ...]] = ("ssh-key", "api-key")
+
+Credential = Literal["ssh-key", "api-key", "bearer-token"]
+"""What ``ROTATOR_CREDENTIALS`` may name: the two key kinds and the bearer token."""
+CREDENTIALS: Final[tuple[Credential, ...]] = ("ssh-key", "api-key", "bearer-token")
+BEARER: Final = "bearer-token"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An Encord service account rotator manages."""
+
+    name: str
+    """Our name for it: the path segment under the Vault prefix (``encord/<name>/ssh-key``)."""
+    hash: str
+    """Encord's service-account hash, the ``{sa}`` in ``/service-accounts/{sa}/keys``."""
+
+
+class Outcome(StrEnum):
+    """How a rotation attempt (or a bootstrap) of one credential ended: the ``outcome`` of
+    ``rotation.finished``, of the state record's ``last`` entry and of the
+    ``rotator_rotations`` metric."""
+
+    ROTATED = "rotated"
+    FAILED = "failed"
+    BLOCKED_BY_CAP = "blocked_by_cap"
+    ROLLED_BACK = "rolled_back"
+    NOT_BOOTSTRAPPED = "not_bootstrapped"
+    BOOTSTRAPPED = "bootstrapped"
+
+    @property
+    def is_failure(self) -> bool:
+        """The attempt left the credential unrotated for a reason a person should see."""
+        return self in (Outcome.FAILED, Outcome.BLOCKED_BY_CAP, Outcome.NOT_BOOTSTRAPPED)
+
+
+ROTATION_RESULTS: Final[tuple[Outcome, ...]] = (
+    Outcome.ROTATED,
+    Outcome.FAILED,
+    Outcome.BLOCKED_BY_CAP,
+    Outcome.ROLLED_BACK,
+)
+"""The outcomes a rotation attempt itself can end in (metric label values set up at 0)."""
 
 
 def utc(dt: datetime) -> datetime:

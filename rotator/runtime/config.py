@@ -23,17 +23,14 @@ from typing import Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from rotator.core.errors import ConfigError
+from rotator.core.vocab import CREDENTIALS, KEY_KINDS, Account, Credential, KeyKind
 
-Credential = Literal["ssh-key", "api-key", "bearer-token"]
-KeyKind = Literal["ssh-key", "api-key"]
 LogFormat = Literal["json", "console"]
 Registrar = Literal["api", "manual"]
 REGISTRARS: tuple[str, ...] = ("api", "manual")
 LogLevel = Literal["debug", "info", "warning", "error"]
 AuthMethod = Literal["token", "approle", "kubernetes"]
 
-CREDENTIALS: tuple[Credential, ...] = ("ssh-key", "api-key", "bearer-token")
-KEY_KINDS: tuple[KeyKind, ...] = ("ssh-key", "api-key")
 LOG_FORMATS: tuple[LogFormat, ...] = ("json", "console")
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
 AUTH_METHODS: tuple[AuthMethod, ...] = ("token", "approle", "kubernetes")
@@ -99,16 +96,6 @@ def format_duration(td: timedelta) -> str:
 # --------------------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """An Encord service account the rotator manages."""
-
-    name: str
-    """Our name for it: the path segment under the Vault prefix (``encord/<name>/ssh-key``)."""
-    hash: str
-    """Encord's service-account hash, the ``{sa}`` in ``/service-accounts/{sa}/keys``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,18 +30,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.lease import FencedStore, Lease, LeaseLost, replica_id
 from rotator.adapters.vault import VaultSession, VaultStore
-from rotator.core.engine import AccountRef, CheckResult, Engine, RegistryFactory, SecretStore
+from rotator.core.engine import CheckResult, Engine
 from rotator.core.errors import (
-    AccessDenied,
     ConfigError,
-    PermanentError,
-    RegistryUnavailable,
     RotatorError,
     StoreConflict,
     StoreUnavailable,
-    TransientError,
+    error_kind,
 )
 from rotator.core.policy import Policy
+from rotator.core.ports import RegistryFactory, SecretStore
 from rotator.runtime import logs
 from rotator.runtime.config import Settings, settings_summary
 from rotator.runtime.ops import Metrics, OpsServer
@@ -122,7 +120,7 @@ def make_engines(
     policy = policy_from(settings)
     return {
         a.name: Engine(
-            account=AccountRef(a.name, a.hash),
+            account=a,
             store=FencedStore(store, leases[a.name]) if leases else store,
             registry_factory=factory,
             policy=policy,
@@ -301,26 +299,13 @@ class Daemon:
             backoff = 0.0  # the next regular check is the first retry
         h.not_before = time.monotonic() + backoff
         h.last_error = type(exc).__name__
-        kind = (
-            "transient"
-            if isinstance(exc, TransientError)
-            else "access_denied"
-            if isinstance(exc, AccessDenied)
-            else "permanent"
-            if isinstance(exc, PermanentError)
-            else "internal"
-        )
+        kind = error_kind(exc)
         h.ready = False
         h.error_kind = kind
         # Vault is read first, so an Encord outage means Vault answered; otherwise not known.
-        h.vault_ok = (
-            False
-            if isinstance(exc, StoreUnavailable)
-            else True
-            if isinstance(exc, RegistryUnavailable)
-            else None
-        )
-        h.encord_ok = False if isinstance(exc, RegistryUnavailable) else None
+        peer = exc.peer if isinstance(exc, RotatorError) else None
+        h.vault_ok = False if peer == "vault" else True if peer == "encord" else None
+        h.encord_ok = False if peer == "encord" else None
         self.metrics.check_failed(name, kind)
         message = str(exc) if isinstance(exc, RotatorError) else type(exc).__name__
         log.error(

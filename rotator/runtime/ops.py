@@ -36,15 +36,15 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from rotator.core.engine import CheckResult
-from rotator.core.state import KEY_KINDS, AccountState
+from rotator.core.errors import ERROR_KINDS
+from rotator.core.state import AccountState
+from rotator.core.vocab import KEY_KINDS, ROTATION_RESULTS
 
 log = structlog.get_logger("rotator.ops")
 
-# Outcomes a rotation attempt can end in (engine ``rotation.finished``), initialised at 0 so
-# that ``increase()`` sees the first one.
-ROTATION_OUTCOMES: Final = ("rotated", "failed", "blocked_by_cap", "rolled_back")
-# ``check.failed`` error kinds (see Daemon._failed).
-ERROR_KINDS: Final = ("transient", "access_denied", "permanent", "internal")
+# Label values set up at 0 so that ``increase()`` sees the first one: the outcomes a rotation
+# attempt can end in (engine ``rotation.finished``), and the error kinds of ``check.failed``.
+ROTATION_OUTCOMES: Final = ROTATION_RESULTS
 
 Probe = Callable[[], tuple[bool, dict[str, Any]]]
 
