@@ -15,6 +15,11 @@ cap. A key-creating POST is sent once, never again:
   title, since only Encord ever held the private key.
 * A POST that could not even connect was never sent: :class:`RegistryUnavailable`.
 
+Bounds (:mod:`rotator.adapters.encord.transport`): every attempt ends within
+``Bounds.attempt_seconds`` and every call, retries included, within ``Bounds.call_seconds``,
+however slowly a server drips its answer; an answer larger than ``Bounds.max_answer_bytes`` (a
+key listing: ``max_list_bytes`` over all its pages) is cut off there and refused.
+
 Errors are the house tree (:mod:`rotator.core.errors`): one-line messages naming the call and the
 status, perhaps Encord's ``code``, never a response body, Encord's ``message``, a key or a
 token. Every error is raised outside the ``except`` block that noticed the problem, so no
@@ -38,9 +43,18 @@ from types import TracebackType
 from typing import Any, Final, Literal, Self
 from urllib.parse import quote
 
+import httpcore
 import httpx
 import structlog
 
+from rotator.adapters.encord.transport import (
+    AnswerTooLarge,
+    BoundedTransport,
+    Bounds,
+    deadline,
+    mounts,
+    read_capped,
+)
 from rotator.core.errors import (
     AccessDenied,
     AmbiguousWrite,
@@ -55,7 +69,7 @@ from rotator.core.errors import (
 from rotator.core.keys import key_id_of_line, load_private
 from rotator.core.vocab import BearerToken, GeneratedKey, Origin, RemoteKey, parse_rfc3339
 
-__all__ = ["EncordClient", "RetryPolicy", "USER_AGENT"]
+__all__ = ["Bounds", "EncordClient", "RetryPolicy", "USER_AGENT"]
 
 try:
     _VERSION = version("rotator")
@@ -79,10 +93,13 @@ _RETRYABLE_ERRORS: Final = (
 )
 # Failures where no byte of the request reached Encord.
 _NOT_SENT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Headers that describe the body as it came over the wire, not as read_capped returns it.
+_WIRE_HEADERS: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 _CODE_RE: Final = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _KEY_ID_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _ORIGINS: Final[frozenset[str]] = frozenset({"uploaded", "generated"})
 _MAX_PAGES: Final = 1000
+_DEFAULT_BOUNDS: Final = Bounds()
 _MALFORMED: Final = object()
 
 
@@ -270,7 +287,8 @@ class EncordClient:
 
     ``domain`` is ``https://api.encord.com``, ``https://api.us.encord.com`` or a private
     deployment's base URL. ``auth`` signs each request (``EncordAuth``). ``transport`` lets
-    tests use ``httpx.MockTransport``; ``sleep`` and ``rng`` make back-off testable.
+    tests use ``httpx.MockTransport``; ``sleep`` and ``rng`` make back-off testable. ``bounds``
+    limits every attempt and call in time and every answer in size.
     """
 
     def __init__(
@@ -283,6 +301,7 @@ class EncordClient:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        bounds: Bounds = _DEFAULT_BOUNDS,
     ) -> None:
         url: httpx.URL | None = None
         try:
@@ -296,16 +315,21 @@ class EncordClient:
             raise ConfigError("Encord domain must not carry credentials (user:password@)")
         self.domain = domain
         self.retry = retry
+        self.bounds = bounds
         self._auth = auth
         self._transport = transport
         self._timeout = timeout if timeout is not None else _default_timeout()
         self._sleep = sleep
         self._rng = rng if rng is not None else random.SystemRandom()
+        # No transport given (the daemon): httpx's own, bounded by the thread's deadline, and
+        # one for each proxy the environment names, as httpx itself would mount them.
+        own = BoundedTransport(verify=_tls_context()) if transport is None else None
         self._http = httpx.Client(
             base_url=domain,
             auth=auth,
-            transport=transport,
-            verify=_tls_context() if transport is None else True,
+            transport=transport if transport is not None else own,
+            mounts=mounts(_tls_context()) if transport is None else None,
+            trust_env=False,
             timeout=self._timeout,
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
@@ -344,6 +368,7 @@ class EncordClient:
             retry=self.retry,
             sleep=self._sleep,
             rng=self._rng,
+            bounds=self.bounds,
         )
 
     # -- Part 1 -------------------------------------------------------------------------
@@ -377,11 +402,17 @@ class EncordClient:
         keys: list[RemoteKey] = []
         token: str | None = None
         seen: set[str] = set()
+        size = 0
         for _ in range(_MAX_PAGES):
             params = {"pageToken": token} if token is not None else None
             response, _ = self._idempotent(call, "GET", path, params=params)
             if response.status_code != 200:
                 raise _error_for(call, response)
+            size += len(response.content)
+            if size > self.bounds.max_list_bytes:
+                raise ProtocolError(
+                    f"Encord {call}: pages larger than {self.bounds.max_list_bytes} bytes in all"
+                )
             page = _json(call, response)
             results = page.get("results") if isinstance(page, dict) else None
             next_token = page.get("nextPageToken") if isinstance(page, dict) else _MALFORMED
@@ -494,13 +525,15 @@ class EncordClient:
         maybe_done = False
         last = ""
         retry_after: float | None = None
-        for attempt in range(1, self.retry.attempts + 1):
+        end = time.monotonic() + self.bounds.call_seconds
+        attempt = 0
+        for attempt in range(1, self.retry.attempts + 1):  # noqa: B007 - read after the loop
             status: int | None = None
             error: str | None = None
             fatal: str | None = None
             response: httpx.Response | None = None
             try:
-                response = self._http.request(method, path, params=params)
+                response = self._send(call, method, path, end, params=params)
             except _RETRYABLE_ERRORS as exc:
                 error = type(exc).__name__
                 if not isinstance(exc, _NOT_SENT_ERRORS):
@@ -523,6 +556,12 @@ class EncordClient:
             if attempt == self.retry.attempts:
                 break
             delay = self.retry.delay(attempt, self._rng, retry_after)
+            if time.monotonic() + delay >= end:
+                raise RegistryUnavailable(
+                    f"Encord {call}: gave up after {attempt} attempts in "
+                    f"{self.bounds.call_seconds:g} s (last: {last})",
+                    retry_after=retry_after,
+                )
             _log.debug(
                 "encord.retrying",
                 call=call,
@@ -537,9 +576,46 @@ class EncordClient:
             retry_after=retry_after,
         )
 
+    def _send(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        end: float,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One attempt, over by ``end`` or ``Bounds.attempt_seconds`` from now, whichever comes
+        first; its answer read whole but never past ``Bounds.max_answer_bytes``.
+
+        Raises httpx's errors (a passed deadline is a ``ReadTimeout`` or ``ConnectTimeout``),
+        and ProtocolError for an answer over the cap.
+        """
+        cap = self.bounds.max_answer_bytes
+        too_large = False
+        request = self._http.build_request(method, path, params=params, json=body)
+        with deadline(min(end, time.monotonic() + self.bounds.attempt_seconds)):
+            streamed = self._http.send(request, stream=True)
+            try:
+                content = read_capped(streamed, cap)
+            except AnswerTooLarge:
+                too_large = True
+            except httpcore.TimeoutException as exc:  # raised between httpx's mapped reads
+                raise httpx.ReadTimeout(str(exc), request=request) from None
+        if too_large:
+            raise ProtocolError(f"Encord {call}: answer larger than {cap} bytes")
+        headers = [(k, v) for k, v in streamed.headers.items() if k.lower() not in _WIRE_HEADERS]
+        return httpx.Response(
+            streamed.status_code, headers=headers, content=content, request=request
+        )
+
     def _post_once(self, call: str, path: str, body: dict[str, str]) -> httpx.Response | _Lost:
+        end = time.monotonic() + self.bounds.attempt_seconds
         try:
-            return self._http.post(path, json=body)
+            return self._send(call, "POST", path, end, body=body)
+        except ProtocolError:
+            lost = _Lost(error="answer too large", sent=True)
         except _NOT_SENT_ERRORS as exc:
             lost = _Lost(error=f"could not connect ({type(exc).__name__})", sent=False)
         except httpx.TransportError as exc:
