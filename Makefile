@@ -21,7 +21,7 @@ lint: install
 
 # System tools some tests use, from Debian's packages, installed when missing (CI runs as root
 # on a clean machine). One "command:package" pair each.
-SYSTEM_TOOLS := kubectl:kubectl
+SYSTEM_TOOLS := kubectl:kubectl promtool:prometheus
 test-tools:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
