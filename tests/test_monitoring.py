@@ -24,6 +24,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from rotator.core.errors import ERROR_KINDS
+from rotator.core.vocab import ROTATION_RESULTS
 from rotator.runtime.ops import Metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -323,6 +325,19 @@ def test_rules_and_dashboard_query_only_documented_metrics() -> None:
     for where, names in used.items():
         assert names, f"{where}: queries no metric"
         assert names <= known, f"{where}: unknown {sorted(names - known)}"
+
+
+def test_rules_match_only_label_values_the_code_uses() -> None:
+    """The outcome and kind values the alerts match on are ones the code counts under."""
+    known = {"outcome": {str(o) for o in ROTATION_RESULTS}, "kind": {str(k) for k in ERROR_KINDS}}
+    matched: dict[str, set[str]] = {"outcome": set(), "kind": set()}
+    for alert in alerts(load_yaml(RULES)):
+        for label, values in re.findall(r'\b(outcome|kind)=~?"([^"]*)"', alert["expr"]):
+            matched[label] |= set(values.split("|"))
+    assert matched["outcome"] == {"failed", "blocked_by_cap"}
+    assert matched["kind"] == {"access_denied", "permanent", "internal"}
+    for label, values in matched.items():
+        assert values <= known[label], label
 
 
 def test_metric_names_reads_selectors_not_labels() -> None:
