@@ -1,11 +1,28 @@
-"""Release hygiene: the licence."""
+"""Release hygiene: the licence and one version everywhere.
+
+The version is written once, in ``rotator/__init__.py``; setuptools and ``rotator --version``
+must agree with it. The wheel test runs on a copy whose version was bumped, so a second,
+forgotten place holding the version would show up as the old number.
+"""
 
 from __future__ import annotations
 
+import ast
+import email.parser
 import hashlib
+import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
+
+from packaging.version import Version
+
+import rotator
+from tests.test_deploy import stages
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -15,6 +32,33 @@ APACHE_2_0_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc5
 
 def pyproject() -> dict[str, Any]:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def bumped(version: str) -> str:
+    """``version`` with its last release number raised by one (0.1.0 -> 0.1.1)."""
+    parts = list(Version(version).release)
+    parts[-1] += 1
+    return ".".join(map(str, parts))
+
+
+def copy_with_version(files: list[str], dest: Path, version: str) -> Path:
+    """``files`` of the repository copied below ``dest``, ``__version__`` set to ``version``."""
+    for name in files:
+        origin = REPO / name
+        if origin.is_dir():
+            shutil.copytree(
+                origin, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, dest / name)
+    init = dest / "rotator" / "__init__.py"
+    text, count = re.subn(
+        r'(?m)^__version__ = "[^"]*"$', f'__version__ = "{version}"', init.read_text()
+    )
+    assert count == 1, "rotator/__init__.py writes __version__ once, as a plain literal"
+    init.write_text(text)
+    return dest
 
 
 # --- LICENSE -----------------------------------------------------------------------------
@@ -32,3 +76,70 @@ def test_pyproject_declares_apache_2_0_and_ships_the_license_file() -> None:
     project = pyproject()["project"]
     assert project["license"] == "Apache-2.0"
     assert project["license-files"] == ["LICENSE"]
+
+
+# --- one version -------------------------------------------------------------------------
+
+
+def test_version_is_written_only_in_rotator_init() -> None:
+    """pyproject.toml has no version of its own: setuptools reads ``rotator.__version__``."""
+    data = pyproject()
+    assert "version" not in data["project"]
+    assert "version" in data["project"]["dynamic"]
+    assert data["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rotator.__version__"}
+    # A plain literal, so setuptools and `make image` read it without importing rotator.
+    tree = ast.parse((REPO / "rotator" / "__init__.py").read_text())
+    literals = [
+        node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and [getattr(t, "id", None) for t in node.targets] == ["__version__"]
+        and isinstance(node.value, ast.Constant)
+    ]
+    assert literals == [rotator.__version__]
+    assert str(Version(rotator.__version__)) == rotator.__version__, "a normalised PEP 440 version"
+
+
+def test_cli_version_prints_rotators_version() -> None:
+    """``rotator --version`` prints ``rotator <__version__>`` and exits 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rotator", "--version"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"rotator {rotator.__version__}\n"
+
+
+def test_wheel_metadata_takes_the_version_from_rotator_init_and_ships_the_license(
+    tmp_path: Path,
+) -> None:
+    """A wheel built from the image's build context, version bumped, carries it and LICENSE."""
+    builder, _ = stages()
+    context = sorted(
+        {source.rstrip("/") for args in builder.all("COPY") for source in args.split()[:-1]}
+    )
+    version = bumped(rotator.__version__)
+    source = copy_with_version(context, tmp_path / "src", version)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+         "--wheel-dir", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("rotator-*.whl")
+    assert wheel.name.startswith(f"rotator-{version}-")
+    with zipfile.ZipFile(wheel) as archive:
+        info = f"rotator-{version}.dist-info"
+        metadata = email.parser.Parser().parsestr(archive.read(f"{info}/METADATA").decode())
+        shipped = archive.read(f"{info}/licenses/LICENSE")
+    assert metadata["Version"] == version
+    assert metadata["License-Expression"] == pyproject()["project"]["license"]
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert shipped == (REPO / "LICENSE").read_bytes()
