@@ -1,11 +1,15 @@
-"""Release files read the way their tools read them: the hashed lock.
+"""Release files read the way their tools read them: the lock and ``make image``'s command.
 
-Shared by tests/test_release.py and the Dockerfile replay in tests/test_deploy.py.
+Shared by tests/test_release.py and the Dockerfile replay in tests/test_deploy.py, which builds
+with the very ``--build-arg`` values that ``make image`` passes.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,3 +57,40 @@ def read_lock(text: str) -> dict[str, Pin]:
         assert name not in pins, f"{name} pinned twice"
         pins[name] = Pin(name, match[2], tuple(hashes))
     return pins
+
+
+@dataclass(frozen=True, slots=True)
+class BuildCommand:
+    argv: list[str]
+    build_args: dict[str, str]
+    tag: str
+
+
+def make_image_command(repo: Path = REPO) -> BuildCommand:
+    """The ``docker build`` command ``make image`` runs in ``repo``, as make expands it (-n)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "image"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    argv = shlex.split(done.stdout.replace("\\\n", " "))
+    assert argv[:2] == ["docker", "build"], done.stdout
+    build_args: dict[str, str] = {}
+    tags: list[str] = []
+    words = iter(argv[2:])
+    for word in words:
+        if word == "--build-arg":
+            key, sep, value = next(words).partition("=")
+            assert sep, f"--build-arg {key}: no value"
+            build_args[key] = value
+        elif word == "-t":
+            tags.append(next(words))
+    assert len(tags) == 1, argv
+    assert argv[-1] == ".", "the build context is the repository"
+    return BuildCommand(argv, build_args, tags[0])

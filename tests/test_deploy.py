@@ -1,9 +1,9 @@
 """The container and ``deploy/``: Dockerfile lint and replay, manifests, Vault policy, agent.
 
 Docker is not available here, so the Dockerfile is checked in two ways: hadolint lints it,
-and its builder steps (ENV, WORKDIR, COPY, RUN) are replayed into a fresh folder standing in
-for the image's root (``/opt/venv`` becomes ``<root>/opt/venv``...), with a real
-``pip install`` of the hashed requirements.lock.
+and its builder steps (ARG, ENV, WORKDIR, COPY, RUN) are replayed into a fresh folder standing
+in for the image's root (``/opt/venv`` becomes ``<root>/opt/venv``...), with the build
+arguments ``make image`` passes and a real ``pip install`` of the hashed requirements.lock.
 The runtime stage's ENV, ENTRYPOINT, CMD and HEALTHCHECK are then run exactly as written.
 The replay's ``pip install`` is the one slow step here (about 10 s), done once for the whole
 module by the ``image`` fixture.
@@ -55,7 +55,7 @@ from rotator.runtime.config import from_env
 from tests.e2e import FAST_SDK, base_env, rotator_cli, sdk_authenticates
 from tests.fixtures_openbao import MakeToken
 from tests.fixtures_sandbox import SandboxHandle
-from tests.release import LOCK, read_lock
+from tests.release import LOCK, make_image_command, read_lock
 from tests.secret_scan import assert_no_secrets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -256,14 +256,20 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     fs = Rootfs(root, paths)
     fs.host("/tmp").mkdir(parents=True)
 
-    # Builder: ENV, WORKDIR, COPY from the build context (minus .dockerignore), RUN.
+    # Builder: ARG (as `make image` sets them), ENV, WORKDIR, COPY from the build context
+    # (minus .dockerignore), RUN.
+    build_args = make_image_command().build_args
     env = base_image_env(fs)
     # The machine's pip settings (index, wheel folder, certificates) still apply.
     env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
     env["HOME"] = str(fs.host("/root"))
     workdir = fs.host("/")
     for step in builder.steps:
-        if step.keyword == "ENV":
+        if step.keyword == "ARG":
+            # RUN sees a build argument as a variable: the value passed, else the default.
+            name, _, default = step.args.partition("=")
+            env[name] = build_args.get(name, shlex.split(default)[0] if default else "")
+        elif step.keyword == "ENV":
             apply_env(step.args, env, fs)
         elif step.keyword == "WORKDIR":
             workdir = fs.host(step.args)
@@ -451,6 +457,21 @@ def _requires(image: Image, name: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def test_image_build_stops_when_rotator_reports_another_version(image: Image) -> None:
+    """The builder's version check passes for rotator's version or none, and fails otherwise."""
+    builder, _ = stages()
+    (run,) = [r for r in builder.all("RUN") if "pip install" in r]
+    check = run.split("&&")[-1].strip()
+    assert "$VERSION" in check and "rotator --version" in check, check
+    results = {}
+    for version in (rotator.__version__, "", "9.9.9", f"{rotator.__version__}.1"):
+        done = image.run(["/bin/sh", "-c", image.fs.rewrite(check)], {"VERSION": version})
+        results[version] = done.returncode
+    assert results == {
+        rotator.__version__: 0, "": 0, "9.9.9": 1, f"{rotator.__version__}.1": 1
+    }, results
 
 
 class _HealthServer:

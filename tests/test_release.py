@@ -1,7 +1,8 @@
-"""Release hygiene: the licence, one version everywhere, the lock.
+"""Release hygiene: the licence, one version everywhere, the lock, image labels.
 
-The version is written once, in ``rotator/__init__.py``; setuptools and ``rotator --version``
-must agree with it. The wheel test runs on a copy whose version was bumped, so a second,
+The version is written once, in ``rotator/__init__.py``; setuptools, ``make image`` (and so the
+image's labels), ``rotator --version`` and the README must all agree with it.
+The wheel and ``make image`` tests run on a copy whose version was bumped, so a second,
 forgotten place holding the version would show up as the old number.
 """
 
@@ -11,6 +12,7 @@ import ast
 import email.parser
 import hashlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,8 +26,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import rotator
-from tests.release import LOCK, REPO, read_lock
-from tests.test_deploy import stages
+from tests.release import LOCK, REPO, make_image_command, read_lock
+from tests.test_deploy import expand, stages
 
 #: SHA-256 of https://www.apache.org/licenses/LICENSE-2.0.txt, the canonical text.
 APACHE_2_0_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
@@ -43,6 +45,13 @@ def bumped(version: str) -> str:
     parts = list(Version(version).release)
     parts[-1] += 1
     return ".".join(map(str, parts))
+
+
+def git_head() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
 
 
 def copy_with_version(files: list[str], dest: Path, version: str) -> Path:
@@ -147,6 +156,59 @@ def test_wheel_metadata_takes_the_version_from_rotator_init_and_ships_the_licens
     assert metadata["License-Expression"] == pyproject()["project"]["license"]
     assert metadata.get_all("License-File") == ["LICENSE"]
     assert shipped == (REPO / "LICENSE").read_bytes()
+
+
+def test_make_image_builds_with_rotators_version_and_the_checked_out_commit() -> None:
+    """``make image`` passes VERSION=__version__ and REVISION=HEAD, and tags rotator:VERSION."""
+    command = make_image_command()
+    assert command.build_args["VERSION"] == rotator.__version__
+    assert command.build_args["REVISION"] == git_head()
+    assert "SOURCE" in command.build_args
+    assert command.tag == f"rotator:{rotator.__version__}"
+
+
+def test_make_image_follows_a_version_bump_in_rotator_init(tmp_path: Path) -> None:
+    """With only ``__version__`` bumped, ``make image`` builds and tags the new version."""
+    version = bumped(rotator.__version__)
+    copy = copy_with_version(["Makefile", "rotator/__init__.py"], tmp_path, version)
+    command = make_image_command(copy)
+    assert command.build_args["VERSION"] == version
+    assert command.tag == f"rotator:{version}"
+
+
+def test_image_labels_come_from_the_build_arguments_and_pyproject() -> None:
+    """The runtime stage's OCI labels, as ``make image`` fills them, match the one sources."""
+    _, runtime = stages()
+    steps = [(step.keyword, step.args) for step in runtime.steps]
+    (label_at,) = [i for i, (keyword, _) in enumerate(steps) if keyword == "LABEL"]
+    declared = {args.partition("=")[0] for keyword, args in steps[:label_at] if keyword == "ARG"}
+    assert {"VERSION", "REVISION", "SOURCE"} <= declared, "ARGs declared in the stage first"
+    build_args = make_image_command().build_args
+    labels = dict(pair.split("=", 1) for pair in shlex.split(steps[label_at][1]))
+    labels = {key: expand(value, build_args) for key, value in labels.items()}
+    project = pyproject()["project"]
+    assert labels == {
+        "org.opencontainers.image.title": project["name"],
+        "org.opencontainers.image.description": project["description"],
+        "org.opencontainers.image.version": rotator.__version__,
+        "org.opencontainers.image.revision": git_head(),
+        "org.opencontainers.image.source": build_args["SOURCE"],
+        "org.opencontainers.image.licenses": project["license"],
+    }
+
+
+def test_every_documented_image_tag_is_rotators_version() -> None:
+    """Each ``rotator:X.Y.Z`` in the README, the Dockerfile and deploy/ names __version__."""
+    files = [REPO / "README.md", REPO / "Dockerfile", *sorted((REPO / "deploy").rglob("*.y*ml"))]
+    tags = {
+        f"{path.relative_to(REPO)}: {match[0]}"
+        for path in files
+        for match in re.finditer(r"\brotator:(\d+\.\d+\.\d+\S*?)(?=[\s`'\"]|$)", path.read_text())
+    }
+    readme_tags = [t for t in tags if t.startswith("README.md")]
+    assert readme_tags, "the README shows the image tag"
+    wrong = sorted(t for t in tags if not t.endswith(f"rotator:{rotator.__version__}"))
+    assert not wrong, wrong
 
 
 # --- requirements.lock -------------------------------------------------------------------
