@@ -1,7 +1,7 @@
-"""Release hygiene: the licence, one version everywhere, the lock, image labels.
+"""Release hygiene: the licence, one version everywhere, the changelog, the lock, image labels.
 
 The version is written once, in ``rotator/__init__.py``; setuptools, ``make image`` (and so the
-image's labels), ``rotator --version`` and the README must all agree with it.
+image's labels), ``rotator --version``, the README and the changelog must all agree with it.
 The wheel and ``make image`` tests run on a copy whose version was bumped, so a second,
 forgotten place holding the version would show up as the old number.
 """
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,33 @@ def test_every_documented_image_tag_is_rotators_version() -> None:
     assert readme_tags, "the README shows the image tag"
     wrong = sorted(t for t in tags if not t.endswith(f"rotator:{rotator.__version__}"))
     assert not wrong, wrong
+
+
+# --- CHANGELOG ---------------------------------------------------------------------------
+
+_KINDS = {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
+
+
+def test_changelog_keeps_a_changelog_and_its_newest_release_is_rotators_version() -> None:
+    """Unreleased first, then releases newest first with dates; the newest is __version__."""
+    text = (REPO / "CHANGELOG.md").read_text()
+    assert text.startswith("# Changelog\n") and "keepachangelog.com" in text
+    sections = re.split(r"(?m)^## ", text)[1:]
+    assert sections, "no release sections"
+    headings = [section.splitlines()[0] for section in sections]
+    assert headings[0] == "[Unreleased]"
+    released: list[tuple[Version, date]] = []
+    for heading in headings[1:]:
+        match = re.fullmatch(r"\[(\d+\.\d+\.\d+)\] - (\d{4}-\d{2}-\d{2})", heading)
+        assert match, f"not '[X.Y.Z] - YYYY-MM-DD': {heading!r}"
+        released.append((Version(match[1]), date.fromisoformat(match[2])))
+    assert released, "no released version"
+    assert released == sorted(released, reverse=True), "newest first"
+    assert str(released[0][0]) == rotator.__version__
+    for heading, section in zip(headings, sections, strict=True):
+        kinds = re.findall(r"(?m)^### (.+)$", section)
+        assert kinds and set(kinds) <= _KINDS, f"{heading}: {kinds}"
+        assert re.search(r"(?m)^- \S", section), f"{heading}: no entry"
 
 
 # --- requirements.lock -------------------------------------------------------------------
