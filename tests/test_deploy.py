@@ -1,11 +1,12 @@
 """The container and ``deploy/``: Dockerfile lint and replay, manifests, Vault policy, agent.
 
 Docker is not available here, so the Dockerfile is checked in two ways: hadolint lints it,
-and its builder steps (ENV, WORKDIR, COPY, RUN) are replayed into a fresh folder standing in
-for the image's root (``/opt/venv`` becomes ``<root>/opt/venv``...), with a real ``pip install``
-that resolves the dependencies. The runtime stage's ENV, ENTRYPOINT, CMD and HEALTHCHECK are
-then run exactly as written. The replay's ``pip install`` is the one slow step here (about
-10 s), done once for the whole module by the ``image`` fixture.
+and its builder steps (ARG, ENV, WORKDIR, COPY, RUN) are replayed into a fresh folder standing
+in for the image's root (``/opt/venv`` becomes ``<root>/opt/venv``...), with the build
+arguments ``make image`` passes and a real ``pip install`` of the hashed requirements.lock.
+The runtime stage's ENV, ENTRYPOINT, CMD and HEALTHCHECK are then run exactly as written.
+The replay's ``pip install`` is the one slow step here (about 10 s), done once for the whole
+module by the ``image`` fixture.
 
 The Vault policy is loaded into the real OpenBao of the test session, rendered for the
 test's own prefix (the file is written for the default mount ``secret`` and prefix
@@ -41,7 +42,10 @@ import hvac.exceptions
 import pytest
 import yaml
 from encord import EncordUserClient
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+import rotator
 from rotator.adapters.vault import VaultStore, connect
 from rotator.cli import ENV_HELP
 from rotator.core.errors import AccessDenied
@@ -51,6 +55,7 @@ from rotator.runtime.config import from_env
 from tests.e2e import FAST_SDK, base_env, rotator_cli, sdk_authenticates
 from tests.fixtures_openbao import MakeToken
 from tests.fixtures_sandbox import SandboxHandle
+from tests.release import LOCK, make_image_command, read_lock
 from tests.secret_scan import assert_no_secrets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -251,14 +256,20 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     fs = Rootfs(root, paths)
     fs.host("/tmp").mkdir(parents=True)
 
-    # Builder: ENV, WORKDIR, COPY from the build context (minus .dockerignore), RUN.
+    # Builder: ARG (as `make image` sets them), ENV, WORKDIR, COPY from the build context
+    # (minus .dockerignore), RUN.
+    build_args = make_image_command().build_args
     env = base_image_env(fs)
     # The machine's pip settings (index, wheel folder, certificates) still apply.
     env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
     env["HOME"] = str(fs.host("/root"))
     workdir = fs.host("/")
     for step in builder.steps:
-        if step.keyword == "ENV":
+        if step.keyword == "ARG":
+            # RUN sees a build argument as a variable: the value passed, else the default.
+            name, _, default = step.args.partition("=")
+            env[name] = build_args.get(name, shlex.split(default)[0] if default else "")
+        elif step.keyword == "ENV":
             apply_env(step.args, env, fs)
         elif step.keyword == "WORKDIR":
             workdir = fs.host(step.args)
@@ -349,9 +360,14 @@ def test_dockerfile_is_multi_stage_pinned_non_root_with_exec_entrypoint_and_heal
     assert runtime.all("EXPOSE") == ["8080"]
     # Nothing is installed in the runtime stage: its only RUN adds the user.
     assert all("useradd" in r and "pip" not in r and "apt" not in r for r in runtime.all("RUN"))
+    # One RUN installs: the hashed lock first, then rotator alone, non-editable, no dev group.
     pip_runs = [r for r in builder.all("RUN") if "pip install" in r]
     assert len(pip_runs) == 1 and " -e " not in pip_runs[0] and "--group" not in pip_runs[0]
-    assert "--no-deps" not in pip_runs[0]
+    installs = [c.split() for c in pip_runs[0].split("&&") if "pip install" in c]
+    assert len(installs) == 2, pip_runs[0]
+    assert {"--require-hashes", "-r", "requirements.lock"} <= set(installs[0]), installs[0]
+    assert installs[0][installs[0].index("-r") + 1] == "requirements.lock"
+    assert "--no-deps" in installs[1] and installs[1][-1] == ".", installs[1]
 
 
 def test_dockerignore_keeps_the_context_to_what_the_build_copies() -> None:
@@ -392,6 +408,70 @@ def test_image_entrypoint_helps_and_refuses_to_run_without_configuration(image: 
 
     # Read-only-root friendly: running wrote nothing outside /tmp (no bytecode, no home).
     assert snapshot(image.fs.root, skip=image.fs.host("/tmp")) == before
+
+
+_DISTRIBUTIONS = """
+import json, importlib.metadata as m
+print(json.dumps({d.metadata["Name"]: [d.version, d.requires or []] for d in m.distributions()}))
+"""
+
+
+def test_image_venv_holds_exactly_the_locked_dependency_closure(image: Image) -> None:
+    """The replayed venv has rotator at its version and, besides, exactly the lock's pins."""
+    done = image.run(["python", "-c", _DISTRIBUTIONS])
+    assert done.returncode == 0, done.stderr
+    installed: dict[str, tuple[str, list[str]]] = {
+        canonicalize_name(name): (str(version), [str(r) for r in requires])
+        for name, (version, requires) in json.loads(done.stdout).items()
+    }
+    assert installed.pop("rotator")[0] == rotator.__version__
+    done = image.run(["rotator", "--version"])
+    assert done.stdout.strip() == f"rotator {rotator.__version__}", done.stdout + done.stderr
+
+    # rotator's dependencies, and theirs, as this Python on this platform needs them.
+    needed: set[str] = set()
+    todo = [Requirement(r) for r in json.loads(_requires(image, "rotator"))]
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        assert name in installed, f"{name} is needed but not installed"
+        if name not in needed:
+            needed.add(name)
+            todo.extend(Requirement(r) for r in installed[name][1])
+    pins = read_lock(LOCK.read_text())
+    assert set(pins) == needed, "the lock pins exactly the runtime dependency closure"
+    assert {n: v for n, (v, _) in installed.items() if n in pins} == {
+        n: p.version for n, p in pins.items()
+    }
+    # Nothing else was installed but the venv's own tools.
+    assert set(installed) - needed <= {"pip", "setuptools"}, set(installed) - needed
+
+
+def _requires(image: Image, name: str) -> str:
+    """The ``Requires-Dist`` list of ``name`` in the replayed venv, as JSON."""
+    done = image.run(
+        ["python", "-c", f"import json, importlib.metadata as m; "
+         f"print(json.dumps(m.requires({name!r}) or []))"]
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_image_build_stops_when_rotator_reports_another_version(image: Image) -> None:
+    """The builder's version check passes for rotator's version or none, and fails otherwise."""
+    builder, _ = stages()
+    (run,) = [r for r in builder.all("RUN") if "pip install" in r]
+    check = run.split("&&")[-1].strip()
+    assert "$VERSION" in check and "rotator --version" in check, check
+    results = {}
+    for version in (rotator.__version__, "", "9.9.9", f"{rotator.__version__}.1"):
+        done = image.run(["/bin/sh", "-c", image.fs.rewrite(check)], {"VERSION": version})
+        results[version] = done.returncode
+    assert results == {
+        rotator.__version__: 0, "": 0, "9.9.9": 1, f"{rotator.__version__}.1": 1
+    }, results
 
 
 class _HealthServer:
