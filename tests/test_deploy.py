@@ -69,7 +69,7 @@ AGENT_HCL = DEPLOY / "vault" / "agent" / "agent.hcl"
 AGENT_TEMPLATE = DEPLOY / "vault" / "agent" / "ssh-key.ctmpl"
 
 #: Every variable rotator reads, as ``rotator --help`` lists them.
-ROTATOR_VARIABLES = frozenset(re.findall(r"\b(?:VAULT|ROTATOR|ENCORD)_[A-Z_]+\b", ENV_HELP))
+ROTATOR_VARIABLES = frozenset(re.findall(r"\b(?:VAULT|ROTATOR|ENCORD)_[A-Z0-9_]+\b", ENV_HELP))
 
 #: The base of both stages: a slim Debian Python 3.11, pinned to a patch release.
 _BASE_IMAGE = re.compile(r"python:3\.11\.\d+-slim-bookworm")
@@ -567,9 +567,13 @@ def _check_settings(environ: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_kubernetes_deployment_is_hardened_and_probed(tmp_path: Path) -> None:
-    """2 replicas, /healthz and /readyz probes, read-only non-root, requests, /tmp emptyDir."""
+    """2 replicas, /healthz and /readyz probes, read-only non-root, requests, /tmp emptyDir,
+    and Vault reached with a read-only projected token, no Vault credential in a Secret."""
     k8s = _kubernetes()
-    assert set(k8s) == {"ConfigMap", "Deployment", "ServiceAccount"}
+    assert set(k8s) == {
+        "ConfigMap", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
     deployment, config, account = k8s["Deployment"], k8s["ConfigMap"], k8s["ServiceAccount"]
     spec = deployment["spec"]
     assert spec["replicas"] == 2
@@ -612,10 +616,22 @@ def test_kubernetes_deployment_is_hardened_and_probed(tmp_path: Path) -> None:
 
     assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
     env = {e["name"]: e["value"] for e in container.get("env", [])}
-    assert "VAULT_TOKEN" not in config["data"] and "VAULT_TOKEN" not in env
-    token_file = env["VAULT_TOKEN_FILE"]
-    assert any(token_file.startswith(path + "/") for path in mounts if path != "/tmp")
-    _check_settings({**config["data"], **env}, tmp_path)
+    settings = {**config["data"], **env}
+    # Vault: the kubernetes auth method with a projected service-account token, meant for
+    # Vault only, mounted read-only; no token or secret ID anywhere, no Secret volume.
+    assert settings["ROTATOR_VAULT_AUTH"] == "kubernetes" and settings["VAULT_K8S_ROLE"]
+    assert not {"VAULT_TOKEN", "VAULT_TOKEN_FILE", "VAULT_SECRET_ID"} & set(settings)
+    assert not any("secret" in v for v in pod["volumes"])
+    jwt_file = env["VAULT_K8S_JWT_FILE"]
+    (jwt_mount,) = [
+        m for m in container["volumeMounts"] if jwt_file.startswith(m["mountPath"] + "/")
+    ]
+    assert jwt_mount["mountPath"] != "/tmp" and jwt_mount["readOnly"] is True
+    (source,) = volumes[jwt_mount["name"]]["projected"]["sources"]
+    projected = source["serviceAccountToken"]
+    assert f"{jwt_mount['mountPath']}/{projected['path']}" == jwt_file
+    assert projected["audience"] and projected["expirationSeconds"] <= 3600
+    _check_settings(settings, tmp_path)
 
 
 # --- compose -----------------------------------------------------------------------------
