@@ -7,7 +7,7 @@ at that moment; a per-account lock keeps the two from overlapping. Failures are 
 ridden out with exponential back-off: once running, the daemon never exits on its own.
 
 It also serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``ROTATOR_HTTP_ADDR``
-(:mod:`rotator.runtime.ops`).
+(:mod:`rotator.runtime.endpoints`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from rotator.core.policy import Policy
 from rotator.core.ports import RegistryFactory, SecretStore
 from rotator.runtime import logs
 from rotator.runtime.config import Settings, settings_summary
-from rotator.runtime.ops import Metrics, OpsServer
+from rotator.runtime.endpoints import OpsServer
+from rotator.runtime.metrics import Metrics
 
 log = structlog.get_logger("rotator.daemon")
 
