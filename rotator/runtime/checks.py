@@ -15,11 +15,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 
-from rotator.adapters.lease import Lease, LeaseLost
-from rotator.core.engine import CheckResult, Engine
+from rotator.adapters.lease import LeaseLost
+from rotator.core.engine import CheckResult
 from rotator.core.errors import RotatorError, StoreConflict
 from rotator.runtime.health import AccountHealth
 from rotator.runtime.metrics import Metrics
@@ -43,14 +44,26 @@ def stoppable_sleep(stopping: threading.Event) -> Callable[[float], None]:
     return sleep
 
 
+class Checker(Protocol):
+    """What the runner asks of an account's engine: one check."""
+
+    def check(self, *, dry_run: bool = ..., stop: Callable[[], bool] = ...) -> CheckResult: ...
+
+
+class Holder(Protocol):
+    """What the runner asks of an account's lease: take or renew it."""
+
+    def acquire(self) -> bool: ...
+
+
 class CheckRunner:
     """Runs one account's check at a time, and records how it ended."""
 
     def __init__(
         self,
         *,
-        engines: Mapping[str, Engine],
-        leases: Mapping[str, Lease],
+        engines: Mapping[str, Checker],
+        leases: Mapping[str, Holder],
         health: Mapping[str, AccountHealth],
         metrics: Metrics,
         stopping: threading.Event,
