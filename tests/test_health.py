@@ -44,6 +44,8 @@ def test_backoff_waits_for_the_next_check_then_doubles_up_to_the_cap() -> None:
     assert backoff_after(2, MINUTE) == 120.0
     assert backoff_after(3, MINUTE) == 240.0
     assert backoff_after(10, MINUTE) == MAX_BACKOFF.total_seconds()
+    # A week-long outage at one check every ten minutes: no overflow, still the cap.
+    assert backoff_after(2000, MINUTE) == MAX_BACKOFF.total_seconds()
 
 
 def test_backoff_honours_retry_after_except_on_the_first_failure() -> None:

@@ -34,7 +34,10 @@ def backoff_after(failures: int, interval: timedelta, retry_after: object = None
     """
     if failures == 1:
         return 0.0  # the next regular check is the first retry
-    backoff = min(interval.total_seconds() * 2.0 ** (failures - 1), MAX_BACKOFF.total_seconds())
+    # The exponent is capped: 2.0 ** 1024 overflows, about a week into an outage at 10 minutes
+    # a check, and the cap is reached long before 2 ** 30 intervals anyway.
+    doubled = interval.total_seconds() * 2.0 ** min(failures - 1, 30)
+    backoff = min(doubled, MAX_BACKOFF.total_seconds())
     if isinstance(retry_after, int | float):
         backoff = max(backoff, float(retry_after))
     return backoff
