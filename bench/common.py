@@ -49,7 +49,8 @@ from rotator.core.keys import generate as generate_key
 from rotator.dev.openbao import OpenBaoDev
 from rotator.runtime import logs
 from rotator.runtime.config import Settings, from_env
-from rotator.runtime.daemon import Daemon, make_engines, open_store
+from rotator.runtime.daemon import Daemon
+from rotator.runtime.wiring import make_engines, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -597,7 +598,7 @@ class Op:
 
 
 class CountingVaultStore(VaultStore):
-    """The daemon's Vault store (as :func:`rotator.runtime.daemon.open_store` builds it), recording
+    """The daemon's Vault store (as :func:`rotator.runtime.wiring.open_store` builds it), recording
     every read and write, each one round trip, lease reads and writes included."""
 
     def __init__(self, settings: Settings, ops: list[Op]) -> None:

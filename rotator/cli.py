@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _engines(settings: Settings, store: Any = None, leases: Any = None) -> dict[str, Engine]:
     """Every account's engine over one Vault store (opened and checked once, unless
     given); with ``leases`` (name -> :class:`rotator.adapters.lease.Lease`) writes are fenced."""
-    from rotator.runtime.daemon import make_engines, make_factory, open_store, wait_for_vault
+    from rotator.runtime.wiring import make_engines, make_factory, open_store, wait_for_vault
 
     if store is None:
         store = open_store(settings)
@@ -232,7 +232,8 @@ def _check_account(settings: Settings, name: str) -> None:
 
 
 def cmd_run(settings: Settings) -> int:
-    from rotator.runtime.daemon import Daemon, stop_on_signals, wait_for_vault
+    from rotator.runtime.daemon import Daemon, stop_on_signals
+    from rotator.runtime.wiring import wait_for_vault
 
     daemon = Daemon(settings)
     try:
@@ -287,7 +288,7 @@ def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
     if credential not in settings.key_kinds:
         raise ConfigError(f"--credential: '{credential}' is not in ROTATOR_CREDENTIALS")
     from rotator.adapters.lease import Lease, replica_id
-    from rotator.runtime.daemon import open_store, wait_for_vault
+    from rotator.runtime.wiring import open_store, wait_for_vault
 
     _check_account(settings, name)
     store = open_store(settings)

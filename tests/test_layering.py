@@ -78,6 +78,15 @@ def test_daemon_never_reaches_the_sandbox_or_dev_tools() -> None:
     assert not {n for n in reached if n.startswith(("rotator.dev.sandbox", "rotator.dev"))}
 
 
+def test_only_the_scheduler_module_imports_apscheduler() -> None:
+    """apscheduler appears in exactly one module's imports: rotator.runtime.daemon, the
+    scheduler; wiring, health, the check runner, metrics and endpoints stay free of it."""
+    importers = {m for m in MODULES if "apscheduler" in _top(set(direct_imports(m)))}
+    assert importers == {"rotator.runtime.daemon"}
+    for module in ("wiring", "health", "checks", "metrics", "endpoints"):
+        assert "apscheduler" not in _top(closure(f"rotator.runtime.{module}")), module
+
+
 def test_the_module_list_is_real() -> None:
     """The checks above look at the real package (guards against an empty glob)."""
     expected = {

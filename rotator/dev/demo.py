@@ -25,7 +25,8 @@ from rotator.dev.openbao import OpenBaoDev
 from rotator.dev.sandbox import Sandbox
 from rotator.runtime import logs
 from rotator.runtime.config import from_env
-from rotator.runtime.daemon import Daemon, open_store, stop_on_signals, wait_for_vault
+from rotator.runtime.daemon import Daemon, stop_on_signals
+from rotator.runtime.wiring import open_store, wait_for_vault
 
 log = structlog.get_logger("rotator.demo")
 

@@ -1,0 +1,155 @@
+"""One check of one account, as the daemon runs it.
+
+:class:`CheckRunner` owns the steps around an engine's ``check()``: the per-account lock and
+back-off gate, the lease, and what each way a check can end means for health
+(:mod:`rotator.runtime.health`), metrics and the logs: ``check.finished``, ``check.failed``,
+``check.crashed``, ``lease.lost``, ``vault.write_conflict``, ``check.interrupted``. It knows
+no scheduler: the daemon calls :meth:`CheckRunner.run` from its jobs and hears of each result
+through ``on_result`` (to schedule what falls due before the next interval).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from rotator.adapters.lease import LeaseLost
+from rotator.core.engine import CheckResult
+from rotator.core.errors import RotatorError, StoreConflict
+from rotator.runtime.health import AccountHealth
+from rotator.runtime.metrics import Metrics
+
+# The events of a check are the daemon's: they keep its logger name.
+log = structlog.get_logger("rotator.daemon")
+
+
+class ShutdownRequested(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a check's waits when the daemon is stopping; the record is consistent."""
+
+
+def stoppable_sleep(stopping: threading.Event) -> Callable[[float], None]:
+    """An engine's ``sleep`` that ends early, raising :class:`ShutdownRequested`, once
+    ``stopping`` is set."""
+
+    def sleep(seconds: float) -> None:
+        if stopping.wait(seconds):
+            raise ShutdownRequested("daemon is stopping")
+
+    return sleep
+
+
+class Checker(Protocol):
+    """What the runner asks of an account's engine: one check."""
+
+    def check(self, *, dry_run: bool = ..., stop: Callable[[], bool] = ...) -> CheckResult: ...
+
+
+class Holder(Protocol):
+    """What the runner asks of an account's lease: take or renew it."""
+
+    def acquire(self) -> bool: ...
+
+
+class CheckRunner:
+    """Runs one account's check at a time, and records how it ended."""
+
+    def __init__(
+        self,
+        *,
+        engines: Mapping[str, Checker],
+        leases: Mapping[str, Holder],
+        health: Mapping[str, AccountHealth],
+        metrics: Metrics,
+        stopping: threading.Event,
+        dry_run: bool,
+        interval: timedelta,
+        on_result: Callable[[str, CheckResult], None],
+    ) -> None:
+        self.engines = engines
+        self.leases = leases
+        self.health = health
+        self.metrics = metrics
+        self.stopping = stopping
+        self.dry_run = dry_run  # a dry run writes nothing, leases included
+        self.interval = interval
+        self.on_result = on_result
+
+    def run(self, name: str) -> CheckResult | None:
+        """Run one check of ``name`` now unless it is already running or backing off."""
+        h = self.health[name]
+        if self.stopping.is_set() or not h.lock.acquire(blocking=False):
+            return None
+        try:
+            if time.monotonic() < h.not_before:
+                return None
+            h.running_since = time.monotonic()
+            return self._run_locked(name, h)
+        finally:
+            h.running_since = None
+            h.lock.release()
+
+    def _run_locked(self, name: str, h: AccountHealth) -> CheckResult | None:
+        engine = self.engines[name]
+        run_id = uuid.uuid4().hex[:12]
+        with structlog.contextvars.bound_contextvars(account=name, run_id=run_id):
+            h.last_check = datetime.now(UTC)
+            try:
+                if not self.dry_run and not self._lease(name, h):
+                    return None
+                result = engine.check(dry_run=self.dry_run, stop=self.stopping.is_set)
+            except ShutdownRequested:
+                log.info("check.interrupted", reason="shutdown")
+                return None
+            except LeaseLost as exc:
+                # Another replica took the account over (we were too slow to renew): stop
+                # here; the record is consistent after every step, so it can carry on.
+                log.warning("lease.lost", error=str(exc))
+                self.metrics.set_lease_held(name, False)
+                return None
+            except StoreConflict as exc:
+                # Someone else moved first: not a failure, re-plan on the next check.
+                log.info("vault.write_conflict", error=str(exc))
+                return None
+            except RotatorError as exc:
+                self._failed(name, h, exc)
+                return None
+            except Exception as exc:
+                # A bug, not an outage: log it with its type (never its text, which may hold
+                # data from a peer) and keep the daemon alive.
+                log.exception("check.crashed", error_type=type(exc).__name__)
+                self._failed(name, h, exc)
+                return None
+            h.succeeded(result)
+            self.metrics.after_check(name, result, datetime.now(UTC))
+            log.debug("check.finished", outcomes=result.outcomes, keys_held=result.keys_held)
+            self.on_result(name, result)
+            return result
+
+    def _lease(self, name: str, h: AccountHealth) -> bool:
+        """Take or renew this account's lease; False when another replica holds it (then this
+        one stands by: Vault answered, so it counts as ready)."""
+        held = self.leases[name].acquire()
+        self.metrics.set_lease_held(name, held)
+        if not held:
+            log.debug("lease.held_elsewhere")
+            h.standing_by()
+        return held
+
+    def _failed(self, name: str, h: AccountHealth, exc: BaseException) -> None:
+        kind, backoff = h.failed(exc, interval=self.interval, now=time.monotonic())
+        self.metrics.check_failed(name, kind)
+        message = str(exc) if isinstance(exc, RotatorError) else type(exc).__name__
+        log.error(
+            "check.failed",
+            error_kind=kind,
+            error_type=type(exc).__name__,
+            error=message,
+            failures=h.failures,
+            backoff_s=round(backoff, 1),
+        )
