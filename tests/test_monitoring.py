@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from rotator.core.errors import ERROR_KINDS
 from rotator.core.vocab import ROTATION_RESULTS
-from rotator.runtime.ops import Metrics
+from rotator.runtime.metrics import Metrics
 
 REPO = Path(__file__).resolve().parent.parent
 MONITORING = REPO / "deploy" / "monitoring"
