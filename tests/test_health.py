@@ -245,6 +245,8 @@ def test_a_lease_held_elsewhere_stands_by_ready() -> None:
     assert result is None and rig.engine.calls == []
     assert [e["event"] for e in events] == ["lease.held_elsewhere"]
     assert rig.health["alpha"].ready and rig.sample("rotator_lease_held") == 0
+    # ...and says so to Prometheus: RotatorNotReady must not fire for a healthy standby.
+    assert rig.sample("rotator_ready") == 1
 
 
 def test_a_dry_run_takes_no_lease_and_a_stopping_runner_no_check() -> None:

@@ -303,14 +303,20 @@ def test_runbooks_have_no_orphan_sections_or_broken_links() -> None:
 
 
 def test_readme_metric_table_lists_what_the_code_exports() -> None:
-    """The README's metric table names exactly the metrics rotator's registry exports."""
+    """The README's metric table names exactly the rotator_* metrics rotator's registry
+    exports, and the registry also carries the standard process and Python families the
+    README's table mentions (a private registry has none unless they are added)."""
     metrics = Metrics(["alpha"], key_cap=5, kinds=("ssh-key", "api-key"))
     registry: CollectorRegistry = metrics.registry
     exported = {
         family.name + ("_total" if family.type == "counter" else "")
         for family in registry.collect()
     }
-    assert readme_metric_table() == exported
+    assert readme_metric_table() == {name for name in exported if name.startswith("rotator_")}
+    standard = {"process_start_time_seconds", "process_resident_memory_bytes", "python_info"}
+    assert standard <= exported
+    section = README.read_text(encoding="utf-8").split("### Metrics", 1)[1].split("\n#", 1)[0]
+    assert "`process_*`" in section and "`python_*`" in section
 
 
 def test_rules_and_dashboard_query_only_documented_metrics() -> None:

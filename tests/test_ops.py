@@ -182,6 +182,48 @@ def test_a_newer_state_replaces_the_key_series_of_its_account_only() -> None:
     assert value(found, "rotator_bearer_token_expiry_seconds", account="beta") == 3600
 
 
+def test_a_standby_replica_is_ready_and_exports_no_key_series() -> None:
+    """Standing by (another replica holds the lease) is ready, not a failure, and drops what
+    this replica last knew of the account's keys, so stale expiry cannot raise an alert."""
+    m = Metrics(["alpha", "beta"], key_cap=5, kinds=("ssh-key", "api-key"), clock=FakeClock(T0))
+    m.set_lease_held("alpha", True)
+    m.after_check("alpha", CheckResult(account="alpha", keys_held=2, state=state()), T0)
+    m.after_check("beta", CheckResult(account="beta", keys_held=2, state=state()), T0)
+    later = T0 + timedelta(minutes=5)
+    m.stand_by("alpha", later)
+    found = scrape(m)
+    assert value(found, "rotator_ready", account="alpha") == 1
+    assert value(found, "rotator_lease_held", account="alpha") == 0
+    assert value(found, "rotator_check_last_timestamp_seconds", account="alpha") == (
+        later.timestamp()
+    )
+    ssh = {"credential": "ssh-key"}
+    for name in ("rotator_key_age_seconds", "rotator_key_expiry_seconds"):
+        assert value(found, name, account="alpha", **ssh) is None
+        assert value(found, name, account="beta", **ssh) is not None
+    assert value(found, "rotator_bearer_token_expiry_seconds", account="alpha") is None
+    assert value(found, "rotator_keys_at_encord", account="alpha") is None
+    assert value(found, "rotator_keys_at_encord", account="beta") == 2
+    for credential in ("ssh-key", "bearer-token"):
+        labels = {"account": "alpha", "credential": credential}
+        assert value(found, "rotator_last_success_timestamp_seconds", **labels) is None
+    m.stand_by("alpha", later)  # again: nothing left to drop, no error
+
+
+def test_build_info_and_process_metrics() -> None:
+    """rotator_build_info names the running version and Python; the private registry carries
+    the standard process_* and python_* families too."""
+    import platform
+
+    from rotator import __version__
+
+    found = scrape(Metrics(["alpha"], key_cap=5))
+    labels = {"version": __version__, "python": platform.python_version()}
+    assert value(found, "rotator_build_info", **labels) == 1
+    assert value(found, "process_start_time_seconds") is not None
+    assert (value(found, "process_resident_memory_bytes") or 0) > 0
+
+
 def test_blocked_by_cap_is_counted_once_whether_engine_or_policy_blocked() -> None:
     """A policy block (no rotation started) and an Encord KEY_LIMIT refusal each count once
     (the engine reports both in ``rotations``; a dry run's planned block counts nothing)."""

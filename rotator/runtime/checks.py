@@ -111,6 +111,7 @@ class CheckRunner:
                 # here; the record is consistent after every step, so it can carry on.
                 log.warning("lease.lost", error=str(exc))
                 self.metrics.set_lease_held(name, False)
+                self.metrics.forget(name)
                 return None
             except StoreConflict as exc:
                 # Someone else moved first: not a failure, re-plan on the next check.
@@ -135,10 +136,12 @@ class CheckRunner:
         """Take or renew this account's lease; False when another replica holds it (then this
         one stands by: Vault answered, so it counts as ready)."""
         held = self.leases[name].acquire()
-        self.metrics.set_lease_held(name, held)
         if not held:
             log.debug("lease.held_elsewhere")
             h.standing_by()
+            self.metrics.stand_by(name, datetime.now(UTC))
+        else:
+            self.metrics.set_lease_held(name, True)
         return held
 
     def _failed(self, name: str, h: AccountHealth, exc: BaseException) -> None:

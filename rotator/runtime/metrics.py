@@ -15,16 +15,26 @@ Every label value an alert may watch comes from the vocabulary and is set up at 
 
 from __future__ import annotations
 
+import contextlib
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from rotator import __version__
 from rotator.core.engine import CheckResult
 from rotator.core.errors import ERROR_KINDS
 from rotator.core.state import AccountState
@@ -144,9 +154,20 @@ class Metrics:
             registry=r,
         )
         self.up = Gauge("rotator_up", "1 while the daemon runs.", registry=r)
+        self.build_info = Gauge(
+            "rotator_build_info",
+            "Always 1; the labels name the running rotator's version and Python.",
+            ["version", "python"],
+            registry=r,
+        )
         r.register(_ScrapeTimeCollector(self))
+        # The process_*, python_info and python_gc_* families the global registry would have.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
         self.up.set(1)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         kinds = tuple(kinds)
         for account in accounts:
             self.key_cap.labels(account).set(key_cap)
@@ -179,6 +200,29 @@ class Metrics:
     def set_lease_held(self, account: str, held: bool) -> None:
         """Record whether this replica holds ``account``'s lease."""
         self.lease_held.labels(account).set(1 if held else 0)
+
+    def stand_by(self, account: str, now: datetime) -> None:
+        """Another replica holds ``account``'s lease: Vault answered, so this one is ready,
+        and it no longer speaks for the account's keys (see :meth:`forget`)."""
+        self.set_lease_held(account, False)
+        self.ready.labels(account).set(1)
+        self.check_last.labels(account).set(now.timestamp())
+        self.forget(account)
+
+    def forget(self, account: str) -> None:
+        """Drop what this replica last knew of ``account``'s keys and token (it lost or never
+        held the lease): stale key age and expiry must not raise a false expiry alert."""
+        with self._lock:
+            for key in [k for k in self._keys if k[0] == account]:
+                del self._keys[key]
+            self._tokens.pop(account, None)
+        for gauge, labels in (
+            (self.keys_at_encord, [(account,)]),
+            (self.last_success, [(account, c) for c in (*KEY_KINDS, BEARER)]),
+        ):
+            for values in labels:
+                with contextlib.suppress(KeyError):  # never set: nothing to drop
+                    gauge.remove(*values)
 
     def _record_state(self, account: str, state: AccountState) -> None:
         keys: dict[tuple[str, str], _Times] = {}
