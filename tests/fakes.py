@@ -5,14 +5,16 @@ can stop the engine after the N-th call (:class:`~rotator.core.engine.SimulatedC
 call fail transiently, whichever fake it lands on. The fakes keep everything they ever held
 (every Vault version, every key created or deleted, with the global call number and the fake
 time) so the tests can check the protocol's invariants over the whole history.
+
+The fake Encord keeps its accounts, keys and tokens in the sandbox's own store
+(:mod:`rotator.dev.sandbox.store`), so it refuses what the sandbox refuses;
+``tests/test_encord_contract.py`` runs the same checks against both.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import random
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +35,9 @@ from rotator.core.keys import KeyPair
 from rotator.core.policy import Policy
 from rotator.core.state import STATE_NAME, AccountState, from_dict
 from rotator.core.vocab import Account, BearerToken, GeneratedKey, Origin, RemoteKey
+from rotator.dev.sandbox.seed import Role
+from rotator.dev.sandbox.store import Account as SandboxAccount
+from rotator.dev.sandbox.store import Refused, Store, may_manage
 
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 ACCOUNT = Account("alpha", "sa-alpha")
@@ -185,6 +190,8 @@ class KeyEvent:
 
 @dataclass(frozen=True, slots=True)
 class TokenGrant:
+    """A bearer token the fake Encord minted: for which account, with which key, until when."""
+
     account: str
     minted_with: str
     expires_at: datetime
@@ -192,14 +199,38 @@ class TokenGrant:
 
 @dataclass
 class _Account:
+    """One account as the sandbox store holds it when asked: keys by id, oldest first, and cap."""
+
     keys: dict[str, RemoteKey] = field(default_factory=dict)  # key id -> key, in order
     cap: int = 5
+
+
+# Part 1 calls name no service account: the signer is authenticated, nothing is authorised.
+_PART1_CALLS = frozenset({"bearer_token"})
+
+
+def _rejected(refused: Refused) -> RegistryRejected:
+    return RegistryRejected(
+        f"fake Encord: HTTP {refused.status} ({refused.code})",
+        code=refused.code,
+        status=refused.status,
+    )
 
 
 class FakeEncord:
     """Encord's key management for one or more service accounts, in memory.
 
-    Fault knobs (all off by default):
+    The accounts, their keys and roles, the cap, duplicate refusal, deletion and bearer tokens
+    are the sandbox's own :class:`~rotator.dev.sandbox.store.Store` (``sandbox``, with no
+    journal or state file, on the fake clock), so the rules are the ones the end-to-end tests
+    meet over HTTP: a signer whose key is unknown or deleted gets 401, an unknown account 404,
+    a signer neither of the account nor an admin of its organisation 403; a bearer token lives
+    its ``bearer_lifetime`` whatever becomes of its key. ``tests/test_encord_contract.py``
+    holds the fake and the sandbox to the same answers.
+
+    What the fake adds: no signatures or HTTP (in-process speed), the shared :class:`Calls`
+    counter, the full history (``created``, ``deleted``, ``tokens``, ``high_water``,
+    ``call_log``) and these fault knobs (all off by default):
 
     - ``never_verify``: key ids that never authenticate (``verify`` answers 401 for ever);
       ``never_verify_new``: the same for every key created from now on;
@@ -223,7 +254,10 @@ class FakeEncord:
         self.clock = clock
         self.calls = calls or Calls()
         self.bearer_lifetime = bearer_lifetime
-        self.accounts: dict[str, _Account] = {}
+        self.sandbox = Store(
+            clock=lambda: clock().timestamp(), journal_path=None, state_path=None
+        )
+        self._accounts: dict[str, SandboxAccount] = {}  # by hash (also the store's name)
         self.enforce_cap = True
         self.never_verify: set[str] = set()
         self.never_verify_new = False
@@ -236,15 +270,29 @@ class FakeEncord:
         self.deleted: list[KeyEvent] = []
         self.high_water: dict[str, int] = {}
         self.cap_rejections = 0
-        self.tokens: dict[str, TokenGrant] = {}
+        self.tokens: dict[str, TokenGrant] = {}  # every token ever minted, expired ones too
         self.call_log: list[tuple[str, str, str]] = []  # (call, account, signer key id)
         self._pending_propagation: dict[str, int] = {}
-        self._hashes = itertools.count(1)
 
     # -- set-up and inspection (no call counted) ---------------------------------------------
 
-    def add_account(self, account: str, *, cap: int = 5) -> None:
-        self.accounts.setdefault(account, _Account(cap=cap))
+    def add_account(
+        self, account: str, *, cap: int = 5, role: Role = "member", organisation: str = "default"
+    ) -> None:
+        """A service account with hash (and name) ``account``; nothing if it exists."""
+        if account not in self._accounts:
+            self._accounts[account] = self.sandbox.add_account(
+                account, account, key_cap=cap, role=role, organisation=organisation
+            )
+
+    @property
+    def accounts(self) -> dict[str, _Account]:
+        """Every account by hash, with its keys and cap as they are now (a copy)."""
+        with self.sandbox.lock:
+            return {
+                name: _Account({k.key_id: k for k in acct.keys}, acct.key_cap)
+                for name, acct in self._accounts.items()
+            }
 
     def add_key(
         self, account: str, public_line: str, title: str, *, origin: Origin = "uploaded"
@@ -254,17 +302,21 @@ class FakeEncord:
         return self._commit(account, key_id, public_line, title, origin, by="human")
 
     def remove_key(self, account: str, key_id: str) -> None:
-        """Delete a key as a human admin would."""
-        key = self.accounts[account].keys.pop(key_id)
+        """Delete a key as a human admin would; KeyError if the account has no such key."""
+        acct = self._accounts[account]
+        found = [k for k in self.sandbox.keys_of(account) if k.key_id == key_id]
+        if not found:
+            raise KeyError(key_id)
+        self.sandbox.delete_key(acct, found[0].key_hash)
         self.deleted.append(
-            KeyEvent(account, key_id, key.title, self.clock(), self.calls.count, by="human")
+            KeyEvent(account, key_id, found[0].title, self.clock(), self.calls.count, by="human")
         )
 
     def keys_of(self, account: str) -> list[RemoteKey]:
-        return list(self.accounts[account].keys.values())
+        return self.sandbox.keys_of(account)
 
     def key_ids(self, account: str) -> set[str]:
-        return set(self.accounts[account].keys)
+        return {k.key_id for k in self.sandbox.keys_of(account)}
 
     def authenticates(self, account: str, private_text: str) -> bool:
         """Whether a consumer holding this private key can use it at Encord now."""
@@ -272,23 +324,49 @@ class FakeEncord:
             kp = keys.load_private(private_text)
         except Exception:
             return False
-        return kp.key_id in self.accounts[account].keys and kp.key_id not in self.never_verify
+        return kp.key_id in self.key_ids(account) and kp.key_id not in self.never_verify
+
+    def bearer_works(self, token: str) -> bool:
+        """Whether Encord accepts this bearer token now (the store's rule: until it expires)."""
+        owner, refusal = self.sandbox.token_owner(token)
+        return owner is not None and not refusal
 
     def token_valid(self, account: str, token: str) -> bool:
-        """A bearer token works while unexpired and while the key that minted it exists."""
+        """The engine's invariant for its bearer token, stricter than Encord: the token works
+        (:meth:`bearer_works`), is ``account``'s, and the key that minted it still exists.
+        Encord publishes no rule tying a token to its key, so the engine keeps one minted with
+        a live key rather than lean on a revoked key's token working on."""
         grant = self.tokens.get(token)
         return (
             grant is not None
             and grant.account == account
-            and grant.expires_at > self.clock()
-            and grant.minted_with in self.accounts[account].keys
+            and self.bearer_works(token)
+            and grant.minted_with in self.key_ids(account)
         )
 
     def registry(self, account_hash: str, signer: KeyPair) -> FakeRegistry:
         """A :data:`rotator.core.engine.RegistryFactory`: a registry signed by ``signer``."""
         return FakeRegistry(self, account_hash, signer)
 
-    # -- internals ---------------------------------------------------------------------------
+    # -- internals: FakeRegistry's calls, on the store's rules --------------------------------
+
+    def _admit(self, call: str, account: str, signer_key_id: str) -> None:
+        """Authenticate the signer, then authorise it on ``account`` as the sandbox does:
+        401 unknown or deleted key, 404 unknown account, 403 not allowed to manage it."""
+        principal = self.sandbox.owner_of(signer_key_id)
+        if principal is None:
+            raise AccessDenied(f"fake Encord {call}: HTTP 401", status=401)
+        if call in _PART1_CALLS:
+            return
+        target = self.sandbox.account_by_hash(account)
+        if target is None:
+            raise NotFound(f"fake Encord {call}: HTTP 404")
+        if not may_manage(principal, target):
+            raise AccessDenied(f"fake Encord {call}: HTTP 403", status=403)
+
+    def _known(self, key_id: str) -> bool:
+        """Whether a request signed by this key authenticates (any account's key, not deleted)."""
+        return self.sandbox.owner_of(key_id) is not None
 
     def _commit(
         self,
@@ -300,16 +378,15 @@ class FakeEncord:
         *,
         by: str = "rotator",
     ) -> RemoteKey:
-        acct = self.accounts[account]
-        key = RemoteKey(
-            key_hash=f"kh-{next(self._hashes):05d}",
-            key_id=key_id,
-            title=title,
-            public_key=public_line,
-            origin=origin,
-            created_at=self.clock(),
-        )
-        acct.keys[key_id] = key
+        """Register a key whose room was checked (no cap check here; a duplicate is refused)."""
+        acct = self._accounts[account]
+        try:
+            key = self.sandbox.add_key(
+                acct, title=title, public_line=public_line, origin=origin, enforce_cap=False
+            )
+        except Refused as refused:
+            raise _rejected(refused) from None
+        assert key.key_id == key_id
         self.high_water[account] = max(self.high_water.get(account, 0), len(acct.keys))
         seq = self.calls.count + 1
         self.created.append(KeyEvent(account, key_id, title, self.clock(), seq, by=by))
@@ -323,18 +400,32 @@ class FakeEncord:
         return key
 
     def _check_room(self, account: str, public_line: str | None) -> None:
-        if public_line is not None:
-            key_id = keys.key_id_of_line(public_line)
-            if any(key_id in a.keys for a in self.accounts.values()):
-                raise RegistryRejected(
-                    "fake Encord: HTTP 409 (DUPLICATE_KEY)", code="DUPLICATE_KEY", status=409
-                )
-        acct = self.accounts[account]
-        if self.enforce_cap and len(acct.keys) >= acct.cap:
-            self.cap_rejections += 1
-            raise RegistryRejected(
-                "fake Encord: HTTP 400 (KEY_LIMIT_REACHED)", code="KEY_LIMIT_REACHED", status=400
+        """The store's refusal of a new key (invalid, duplicate, or over the cap if enforced)."""
+        try:
+            self.sandbox.check_new_key(
+                self._accounts[account], public_line, enforce_cap=self.enforce_cap
             )
+        except Refused as refused:
+            if refused.code == "KEY_LIMIT_REACHED":
+                self.cap_rejections += 1
+            raise _rejected(refused) from None
+
+    def _delete(self, account: str, key_hash: str) -> RemoteKey:
+        """Delete ``account``'s key by hash; NotFound (404) if it has none such."""
+        deleted = self.sandbox.delete_key(self._accounts[account], key_hash)
+        if deleted is None:
+            raise NotFound("fake Encord delete_key: HTTP 404")
+        return deleted
+
+    def _mint(self, signer_key_id: str) -> str:
+        """A bearer token for the signer's account, living ``bearer_lifetime``."""
+        principal = self.sandbox.owner_of(signer_key_id)
+        assert principal is not None, "minting for a signer that was not admitted"
+        token = self.sandbox.mint_token(principal, self.bearer_lifetime.total_seconds())
+        self.tokens[token] = TokenGrant(
+            principal.account_hash, signer_key_id, self.clock() + self.bearer_lifetime
+        )
+        return token
 
 
 class FakeRegistry:
@@ -358,10 +449,7 @@ class FakeRegistry:
             enc.fail_next[call] = left - 1
             raise RegistryUnavailable(f"fake Encord {call}: HTTP 503 (injected)")
         enc.calls.before(f"encord.{call}", RegistryUnavailable)
-        if self.account not in enc.accounts:
-            raise AccessDenied(f"fake Encord {call}: HTTP 403", status=403)
-        if self.signer.key_id not in enc.accounts[self.account].keys:
-            raise AccessDenied(f"fake Encord {call}: HTTP 401", status=401)
+        enc._admit(call, self.account, self.signer.key_id)
 
     def list_keys(self) -> list[RemoteKey]:
         self._enter("list_keys")
@@ -398,12 +486,7 @@ class FakeRegistry:
     def delete_key(self, key_hash: str) -> None:
         self._enter("delete_key")
         enc = self.encord
-        acct = enc.accounts[self.account]
-        found = [k for k in acct.keys.values() if k.key_hash == key_hash]
-        if not found:
-            raise NotFound("fake Encord delete_key: HTTP 404")
-        key = found[0]
-        del acct.keys[key.key_id]
+        key = enc._delete(self.account, key_hash)
         enc.deleted.append(
             KeyEvent(self.account, key.key_id, key.title, enc.clock(), enc.calls.count + 1)
         )
@@ -415,7 +498,7 @@ class FakeRegistry:
         enc.call_log.append(("verify", self.account, key.key_id))
         enc.calls.before("encord.verify", RegistryUnavailable)
         enc.calls.after("encord.verify")
-        if key.key_id not in enc.accounts[self.account].keys or key.key_id in enc.never_verify:
+        if not enc._known(key.key_id) or key.key_id in enc.never_verify:
             raise AccessDenied("fake Encord verify: HTTP 401", status=401)
         left = enc._pending_propagation.get(key.key_id, 0)
         if left:
@@ -425,10 +508,7 @@ class FakeRegistry:
     def bearer_token(self) -> BearerToken:
         self._enter("bearer_token")
         enc = self.encord
-        token = f"fake-bearer-{secrets.token_hex(16)}"
-        enc.tokens[token] = TokenGrant(
-            self.account, self.signer.key_id, enc.clock() + enc.bearer_lifetime
-        )
+        token = enc._mint(self.signer.key_id)
         enc.calls.after("encord.bearer_token")
         return BearerToken(token=token)
 

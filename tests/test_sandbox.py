@@ -26,6 +26,7 @@ from rotator.core.vocab import parse_rfc3339
 from rotator.dev.sandbox import Faults, Sandbox, SeedConfig
 from rotator.dev.sandbox.api import Reply, Request, is_loopback
 from rotator.dev.sandbox.cli import main
+from rotator.dev.sandbox.store import Refused, Store, may_manage
 from tests.fixtures_sandbox import MakeSandbox, SandboxHandle
 
 # The SDK trips a pydantic deprecation warning at import; filterwarnings=error would fail it.
@@ -541,6 +542,43 @@ def test_keys_helper_and_unknown_account(sandbox: SandboxHandle) -> None:
     assert key.created_at == parse_rfc3339(key.created_at.isoformat())
     with pytest.raises(KeyError):
         sandbox.sandbox.keys("nobody")
+
+
+def test_store_rules_without_http() -> None:
+    """The store alone (what tests/fakes.py builds on): accounts added by hand, check_new_key
+    refusing as add_key does (bad line, duplicate, cap; generate checks the cap only),
+    enforce_cap=False letting an account pass its cap, may_manage's roles."""
+    store = Store(clock=time.time, journal_path=None, state_path=None)
+    alpha = store.add_account("alpha", "sa-alpha", key_cap=1)
+    boss = store.add_account("boss", "sa-boss", role="admin", organisation="default")
+    outsider = store.add_account("outsider", "sa-out", role="admin", organisation="other")
+    with pytest.raises(ValueError, match="exists"):
+        store.add_account("alpha", "sa-new")
+    with pytest.raises(ValueError, match="exists"):
+        store.add_account("new", "sa-alpha")
+    pair = keys.generate()
+    store.check_new_key(alpha, pair.public_line)
+    store.check_new_key(alpha, None)
+    store.add_key(alpha, title="t", public_line=pair.public_line, origin="uploaded")
+
+    def code(public_line: str | None, **kwargs: bool) -> tuple[int, str]:
+        with pytest.raises(Refused) as refused:
+            store.check_new_key(alpha, public_line, **kwargs)
+        return refused.value.status, refused.value.code
+
+    assert code("ssh-rsa AAAA nope") == (400, "INVALID_PUBLIC_KEY")
+    assert code(pair.public_line) == (409, "DUPLICATE_KEY")
+    assert code(pair.public_line, enforce_cap=False) == (409, "DUPLICATE_KEY")
+    assert code(keys.generate().public_line) == (400, "KEY_LIMIT_REACHED")
+    assert code(None) == (400, "KEY_LIMIT_REACHED")
+    store.check_new_key(alpha, None, enforce_cap=False)
+    with pytest.raises(Refused):
+        store.add_key(alpha, title="t", public_line=keys.generate().public_line, origin="uploaded")
+    over = keys.generate().public_line
+    store.add_key(alpha, title="t", public_line=over, origin="uploaded", enforce_cap=False)
+    assert len(store.keys_of("alpha")) == 2
+    assert may_manage(alpha, alpha) and may_manage(boss, alpha)
+    assert not may_manage(alpha, boss) and not may_manage(outsider, alpha)
 
 
 # -- journal, state, concurrency --------------------------------------------------------

@@ -6,6 +6,11 @@ to make a compound step atomic (authenticate, then act). Nothing here speaks HTT
 Only public material is kept: keys as :class:`~rotator.core.vocab.RemoteKey`, tokens as their
 SHA-256. Private keys leave this module once, in the answer of ``generate`` and in bootstrap
 key files; they never reach the journal or the state file.
+
+The rules of Part 2 of the contract live here, not in the HTTP layer: who may manage an
+account (:func:`may_manage`), which keys an account takes (:meth:`Store.check_new_key`), how
+long a token lives. The test suite's in-memory Encord (``tests/fakes.py``) is built on this
+store, with no journal or state file, so the sandbox and the fake cannot drift apart.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rotator.core import keys
 from rotator.core.errors import ConfigError, KeyFormatError
 from rotator.core.vocab import Origin, RemoteKey, parse_rfc3339
-from rotator.dev.sandbox.seed import AccountSeed, Role, SeedConfig
+from rotator.dev.sandbox.seed import DEFAULT_KEY_CAP, AccountSeed, Role, SeedConfig
 
 STATE_VERSION = 1
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -102,6 +107,14 @@ class Account:
         }
 
 
+def may_manage(principal: Account, account: Account) -> bool:
+    """Part 2: an account's keys are managed by the account itself or an admin of its
+    organisation; anyone else gets 403."""
+    if principal is account:
+        return True
+    return principal.role == "admin" and principal.organisation == account.organisation
+
+
 @dataclass(frozen=True, slots=True)
 class _Token:
     account: str
@@ -166,14 +179,13 @@ class Store:
                 f"seed account {entry.name!r}: hash {entry.account_hash!r} is already used "
                 "by another account in the state file"
             )
-        account = Account(
-            name=entry.name,
-            account_hash=entry.account_hash,
+        account = self.add_account(
+            entry.name,
+            entry.account_hash,
             key_cap=entry.key_cap,
             role=entry.role,
             organisation=entry.organisation,
         )
-        self._register(account)
         pair = keys.generate()
         _write_private(entry.bootstrap_key_file, pair.private_openssh)
         self.add_key(
@@ -183,6 +195,29 @@ class Store:
             origin="uploaded",
             reason="bootstrap",
         )
+
+    def add_account(
+        self,
+        name: str,
+        account_hash: str,
+        *,
+        key_cap: int = DEFAULT_KEY_CAP,
+        role: Role = "member",
+        organisation: str = "default",
+    ) -> Account:
+        """A new service account without keys; ValueError if its name or hash is taken."""
+        with self.lock:
+            if name in self._accounts or account_hash in self._by_hash:
+                raise ValueError("a service account with this name or hash exists")
+            account = Account(
+                name=name,
+                account_hash=account_hash,
+                key_cap=key_cap,
+                role=role,
+                organisation=organisation,
+            )
+            self._register(account)
+            return account
 
     def _register(self, account: Account) -> None:
         self._accounts[account.name] = account
@@ -226,6 +261,38 @@ class Store:
 
     # -- changes ----------------------------------------------------------------------
 
+    def check_new_key(
+        self, account: Account, public_line: str | None, *, enforce_cap: bool = True
+    ) -> None:
+        """Raise Refused as :meth:`add_key` would: a bad line, a duplicate, a full account.
+        ``public_line=None`` (a key Encord generates) checks the cap only; ``enforce_cap=False``
+        lets the account pass its cap (for a test fake that counts breaches instead)."""
+        with self.lock:
+            if public_line is not None:
+                self._new_public_key(public_line)
+            if enforce_cap:
+                self._check_cap(account)
+
+    def _new_public_key(self, public_line: str) -> Ed25519PublicKey:
+        try:
+            public = keys.parse_public_line(public_line)
+        except KeyFormatError:
+            raise Refused(
+                400, "INVALID_PUBLIC_KEY", "publicKey is not an Ed25519 OpenSSH public line"
+            ) from None
+        if keys.key_id_of(public) in self._owner:
+            raise Refused(409, "DUPLICATE_KEY", "this public key is already registered")
+        return public
+
+    @staticmethod
+    def _check_cap(account: Account) -> None:
+        if len(account.keys) >= account.key_cap:
+            raise Refused(
+                400,
+                "KEY_LIMIT_REACHED",
+                f"the service account already holds its cap of {account.key_cap} keys",
+            )
+
     def add_key(
         self,
         account: Account,
@@ -234,24 +301,15 @@ class Store:
         public_line: str,
         origin: Origin,
         reason: str | None = None,
+        enforce_cap: bool = True,
     ) -> RemoteKey:
-        """Register a public key; Refused for a bad line, a duplicate or a full account."""
+        """Register a public key; Refused for a bad line, a duplicate or a full account
+        (``enforce_cap=False``: see :meth:`check_new_key`)."""
         with self.lock:
-            try:
-                public = keys.parse_public_line(public_line)
-            except KeyFormatError:
-                raise Refused(
-                    400, "INVALID_PUBLIC_KEY", "publicKey is not an Ed25519 OpenSSH public line"
-                ) from None
+            public = self._new_public_key(public_line)
+            if enforce_cap:
+                self._check_cap(account)
             key_id = keys.key_id_of(public)
-            if key_id in self._owner:
-                raise Refused(409, "DUPLICATE_KEY", "this public key is already registered")
-            if len(account.keys) >= account.key_cap:
-                raise Refused(
-                    400,
-                    "KEY_LIMIT_REACHED",
-                    f"the service account already holds its cap of {account.key_cap} keys",
-                )
             key = RemoteKey(
                 key_hash=uuid.uuid4().hex,
                 key_id=key_id,
