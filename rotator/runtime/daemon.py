@@ -16,6 +16,7 @@ APScheduler.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -23,6 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+    JobExecutionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -59,6 +67,55 @@ def _scheduler(max_workers: int) -> BackgroundScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC,
     )
+
+
+# APScheduler's own log lines for what the listener below reports as stable events: the
+# scheduler's "skipped: maximum number of running instances reached", the executor's "Run time
+# of job ... was missed" and "Job ... raised an exception" (their message templates).
+_MAPPED_TEMPLATES = (
+    'Execution of job "%s" skipped',
+    'Run time of job "%s" was missed',
+    'Job "%s" raised an exception',
+)
+_SCHEDULER_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
+class _Mapped(logging.Filter):
+    """Drops APScheduler's free-text lines that :func:`watch_jobs` logs as events instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_MAPPED_TEMPLATES)
+
+
+_MAPPED = _Mapped()
+
+
+def _on_job_event(event: JobEvent) -> None:
+    """One stable event per scheduler incident, named by account (job ids are
+    ``check:NAME``, ``due:NAME`` or ``vault:maintain``)."""
+    kind, _, account = event.job_id.partition(":")
+    where = {"account": account} if kind in ("check", "due") else {"job": event.job_id}
+    if event.code == EVENT_JOB_MAX_INSTANCES:
+        # The account's previous check is still running: this run is left out, not queued.
+        log.info("scheduler.job_skipped", reason="still_running", **where)
+    elif event.code == EVENT_JOB_MISSED:
+        log.warning("scheduler.job_missed", **where)
+    elif isinstance(event, JobExecutionEvent) and event.exception is not None:
+        # Checks catch everything themselves; this is a bug in the job's own code. Its type
+        # only: an exception's text may hold data from a peer.
+        log.error("scheduler.job_crashed", error_type=type(event.exception).__name__, **where)
+
+
+def watch_jobs(scheduler: BackgroundScheduler) -> None:
+    """Report skipped, missed and crashed jobs as ``scheduler.job_skipped``,
+    ``scheduler.job_missed`` and ``scheduler.job_crashed`` (with the account), instead of
+    APScheduler's own free-text lines, whose message would otherwise become the event name."""
+    mask = EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR
+    scheduler.add_listener(_on_job_event, mask)
+    for name in _SCHEDULER_LOGGERS:
+        logger = logging.getLogger(name)
+        if _MAPPED not in logger.filters:
+            logger.addFilter(_MAPPED)
 
 
 class Daemon:
@@ -99,6 +156,7 @@ class Daemon:
             on_result=self._schedule_due,
         )
         self.scheduler = _scheduler(settings.max_concurrency)
+        watch_jobs(self.scheduler)
         self.stuck_after = STUCK_AFTER
         self.ops = OpsServer(
             settings.http_host,
