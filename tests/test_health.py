@@ -219,6 +219,28 @@ def test_a_crash_logs_its_type_never_its_text() -> None:
     assert rig.sample("rotator_errors_total", kind="internal") == 1
 
 
+def test_a_crash_rendered_as_the_daemon_writes_it_holds_no_text() -> None:
+    """Through the real JSON pipeline (not only captured events): check.crashed carries the
+    frames where the bug is, and neither the exception's text nor a traceback with it."""
+    import io
+    import json
+
+    from rotator.runtime import logs
+
+    stream = io.StringIO()
+    logs.configure(fmt="json", level="info", stream=stream)
+    try:
+        Rig(raising(ValueError("peer data that must not be logged"))).runner.run("alpha")
+    finally:
+        logs.reset()
+    text = stream.getvalue()
+    assert "must not be logged" not in text
+    crashed = [json.loads(line) for line in text.splitlines() if '"check.crashed"' in line]
+    assert len(crashed) == 1 and crashed[0]["error_type"] == "ValueError"
+    assert crashed[0]["frames"] and all(" in " in f for f in crashed[0]["frames"])
+    assert "exception" not in crashed[0]
+
+
 @pytest.mark.parametrize(
     ("exc", "event"),
     [

@@ -421,3 +421,27 @@ def test_configure_rejects_unknown_format_or_level(fmt: str, level: str) -> None
     """configure() refuses a format or level it does not know, before changing anything."""
     with pytest.raises(ValueError, match="must be one of"):
         logs.configure(fmt=fmt, level=level, stream=io.StringIO())
+
+
+def test_every_bearer_token_and_private_key_rotator_handles_is_registered() -> None:
+    """As the README says: a bearer token Encord mints and every private key rotator makes
+    or loads are masked in any later log text, even a key's body line out of its armour."""
+    import httpx
+
+    from rotator.adapters.encord.client import EncordClient
+
+    token = "tok-" + "q7" * 20  # no Bearer prefix, no secret-looking name: only registration
+    answer = httpx.Response(200, json={"token": token})
+    with EncordClient(
+        "https://encord.test", transport=httpx.MockTransport(lambda request: answer)
+    ) as client:
+        assert client.bearer_token().token == token
+    assert token not in logs.scrub(f"consumer got {token} from Vault")
+
+    made = keys.generate()
+    body = made.private_openssh.splitlines()[1]
+    assert body not in logs.scrub(f"a line cut out of a made key: {body}")
+    logs.forget_secrets()  # as if the key had been read from Vault by a new process
+    assert body in logs.scrub(body)
+    keys.load_private(made.private_openssh)
+    assert body not in logs.scrub(f"a line cut out of a loaded key: {body}")

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from rotator.core.errors import KeyFormatError
+from rotator.core.redaction import register_private_key
 
 _OPENSSH_HEADER = "-----BEGIN OPENSSH PRIVATE KEY-----"
 
@@ -58,6 +59,7 @@ def generate(comment: str = "") -> KeyPair:
         serialization.NoEncryption(),
     ).decode("ascii")
     public = private.public_key()
+    register_private_key(text)  # every private key rotator holds is masked in every log line
     return KeyPair(
         private_openssh=text, public_line=_public_line(public, comment), key_id=key_id_of(public)
     )
@@ -106,6 +108,7 @@ def load_private(text: str, comment: str = "") -> KeyPair:
     _check_comment(comment)
     key = _parse_private(text)
     public = key.public_key()
+    register_private_key(text)
     return KeyPair(
         private_openssh=text.strip() + "\n",
         public_line=_public_line(public, comment),

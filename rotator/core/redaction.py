@@ -64,6 +64,15 @@ def register_secret(value: str) -> None:
         _secrets_snapshot = tuple(sorted(_secrets, key=len, reverse=True))
 
 
+def register_private_key(text: str) -> None:
+    """Mask an OpenSSH/PEM private key: its whole text and each line of its body, so that
+    neither the key nor a piece of it cut out of its armour reaches a log line."""
+    register_secret(text)
+    for line in text.splitlines():
+        if not line.startswith("-----"):
+            register_secret(line)
+
+
 def forget_secrets() -> None:
     """Forget every registered secret (for tests)."""
     global _secrets_snapshot

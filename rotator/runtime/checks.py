@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
 from typing import Protocol
 
 import structlog
@@ -27,6 +29,15 @@ from rotator.runtime.metrics import Metrics
 
 # The events of a check are the daemon's: they keep its logger name.
 log = structlog.get_logger("rotator.daemon")
+
+
+def _frames(exc: BaseException, limit: int = 12) -> list[str]:
+    """Where ``exc`` was raised, innermost last, as ``file:line in function``: a traceback
+    without the exception's text or any frame's locals."""
+    return [
+        f"{'/'.join(PurePath(frame.filename).parts[-2:])}:{frame.lineno} in {frame.name}"
+        for frame in traceback.extract_tb(exc.__traceback__)[-limit:]
+    ]
 
 
 class ShutdownRequested(Exception):  # noqa: N818 - a signal, not an error
@@ -121,9 +132,9 @@ class CheckRunner:
                 self._failed(name, h, exc)
                 return None
             except Exception as exc:
-                # A bug, not an outage: log it with its type (never its text, which may hold
-                # data from a peer) and keep the daemon alive.
-                log.exception("check.crashed", error_type=type(exc).__name__)
+                # A bug, not an outage: log its type and where it happened (never its text,
+                # which may hold data from a peer) and keep the daemon alive.
+                log.error("check.crashed", error_type=type(exc).__name__, frames=_frames(exc))
                 self._failed(name, h, exc)
                 return None
             h.succeeded(result)

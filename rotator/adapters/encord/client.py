@@ -67,6 +67,7 @@ from rotator.core.errors import (
     RotatorError,
 )
 from rotator.core.keys import key_id_of_line, load_private
+from rotator.core.redaction import register_secret
 from rotator.core.vocab import BearerToken, GeneratedKey, Origin, RemoteKey, parse_rfc3339
 
 __all__ = ["Bounds", "EncordClient", "RetryPolicy", "USER_AGENT"]
@@ -391,6 +392,7 @@ class EncordClient:
         token = _field(data, "token") if isinstance(data, dict) else None
         if token is None:
             raise ProtocolError(f"Encord answered malformed JSON for {call}")
+        register_secret(token)  # masked in every later log line, wherever it turns up
         return BearerToken(token=token)
 
     # -- Part 2 -------------------------------------------------------------------------
