@@ -105,3 +105,19 @@ def test_bounds_are_validated() -> None:
         Bounds(attempt_seconds=5, call_seconds=1)
     with pytest.raises(ValueError, match="max_answer_bytes"):
         Bounds(max_answer_bytes=0)
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_a_redirect_is_never_followed_with_a_signature(call: str) -> None:
+    """A 307 to another host (127.0.0.2 is loopback too) is refused as outside the contract;
+    the other host receives nothing, so no signed request can be replayed there."""
+    with (
+        HostileServer("redirect", host="127.0.0.2") as elsewhere,
+        HostileServer("redirect", location=elsewhere.url + "/v2/public/x") as server,
+        _client(server.url) as client,
+        pytest.raises(RotatorError) as caught,
+    ):
+        CALLS[call](client)
+    assert elsewhere.seen == []
+    assert "307" in str(caught.value)
+    assert server.seen and "signature" in server.seen[0].headers
