@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rotator.adapters.vault import VaultSettings
 from rotator.core.errors import ConfigError
 from rotator.core.vocab import Account
 from rotator.runtime.config import (
     Settings,
-    VaultSettings,
     format_duration,
     from_env,
     parse_duration,
@@ -543,3 +543,4 @@ def test_registrar_problems_name_the_variable() -> None:
             from_env(env(**overrides))
         assert len(info.value.problems) == 1
         assert info.value.problems[0].startswith("ROTATOR_REGISTRAR")
+
