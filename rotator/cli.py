@@ -28,40 +28,12 @@ from rotator.core.errors import (
 )
 from rotator.core.vocab import Outcome
 from rotator.runtime import logs
-from rotator.runtime.config import Settings, format_duration, from_env
+from rotator.runtime.config import Settings, env_help, format_duration, from_env
 
 log = structlog.get_logger("rotator.cli")
 
-ENV_HELP = """\
-configuration (environment variables):
-  VAULT_ADDR, VAULT_TOKEN       Vault address and token (required; or VAULT_TOKEN_FILE)
-  ROTATOR_VAULT_AUTH            token, approle or kubernetes (default token)
-  VAULT_ROLE_ID, VAULT_SECRET_ID  AppRole login (or VAULT_SECRET_ID_FILE; VAULT_APPROLE_MOUNT)
-  VAULT_K8S_ROLE                Kubernetes login (VAULT_K8S_JWT_FILE, VAULT_K8S_MOUNT)
-  VAULT_CACERT, VAULT_NAMESPACE TLS CA bundle, namespace (optional)
-  VAULT_CLIENT_TIMEOUT          per-request timeout towards Vault (default 5s)
-  ROTATOR_VAULT_MOUNT           KV v2 mount (default secret)
-  ROTATOR_VAULT_PREFIX          path prefix (default encord)
-  ENCORD_DOMAIN                 Encord API base (default https://api.encord.com)
-  ROTATOR_ACCOUNTS              name=serviceAccountHash[,name=hash...] (required)
-  ROTATOR_CREDENTIALS           ssh-key,api-key,bearer-token (default ssh-key,bearer-token)
-  ROTATOR_KEY_TTL               key lifetime (default 90d)
-  ROTATOR_ROTATE_BEFORE         rotate when less than this is left (default 14d)
-  ROTATOR_GRACE                 previous key stays valid this long (default 24h)
-  ROTATOR_KEY_CAP               keys the account may hold at Encord (default 5)
-  ROTATOR_BEARER_TTL            bearer token lifetime (default 1h)
-  ROTATOR_CHECK_INTERVAL        how often each account is checked (default 5m)
-  ROTATOR_JITTER                random extra delay per check (default 30s)
-  ROTATOR_MAX_CONCURRENCY       accounts worked on at once (default 4)
-  ROTATOR_LEASE_TTL             per-account lease expiry (default 3 x (interval + jitter))
-  ROTATOR_REGISTRAR             api or manual: who adds/deletes keys at Encord (default api)
-  ROTATOR_LOG_FORMAT            json or console (default json)
-  ROTATOR_LOG_LEVEL             debug, info, warning, error (default info)
-  ROTATOR_DRY_RUN               decide and log, change nothing (default false)
-  ROTATOR_HTTP_ADDR             health/metrics listener host:port (default 0.0.0.0:8080)
-durations: 500ms, 4s, 2m, 24h, 90d and sums like 1h30m.
-exit codes: 0 ok, 1 Vault or Encord refused or failed, 2 bad configuration or input.
-"""
+ENV_HELP = env_help()
+"""Every variable rotator reads and its default, by group (from the variable table)."""
 
 
 def _log_format(environ: Mapping[str, str]) -> tuple[str, str]:

@@ -10,16 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rotator.adapters.vault import LOGINS, VaultSettings
+from rotator.cli import ENV_HELP
 from rotator.core.errors import ConfigError
 from rotator.core.vocab import Account
 from rotator.runtime.config import (
     Settings,
-    VaultSettings,
     format_duration,
     from_env,
     parse_duration,
     settings_summary,
 )
+from rotator.runtime.config.table import VARIABLES
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the documented default, compared, never bound
 TOKEN = "hvs.CAESIJlU2sFakeVaultTokenForTests0123"
@@ -543,3 +545,64 @@ def test_registrar_problems_name_the_variable() -> None:
             from_env(env(**overrides))
         assert len(info.value.problems) == 1
         assert info.value.problems[0].startswith("ROTATOR_REGISTRAR")
+
+
+# ---------------------------------------------------------------- the variable table
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_defaults() -> dict[str, str]:
+    """Variable -> default, from README's ``| variable | default | meaning |`` table."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| variable | default | meaning |")
+    rows: dict[str, str] = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        names, default = (cell.strip() for cell in line.split("|")[1:3])
+        for name in names.split(" / "):
+            rows[name.strip().strip("`")] = default
+    return rows
+
+
+def _same_default(readme: str, table: str) -> bool:
+    """Equal as text, or (durations) as lengths of time: README's `24h` is the table's 1d."""
+    if readme == table:
+        return True
+    try:
+        return parse_duration(readme.strip("`")) == parse_duration(table.strip("`"))
+    except ValueError:
+        return False
+
+
+def test_readme_configuration_table_matches_the_variable_table() -> None:
+    """Every variable rotator reads is in README's table with the same default, and README
+    documents no variable rotator does not read."""
+    readme = _readme_defaults()
+    table = {var.name: var.default_text for var in VARIABLES}
+    assert set(readme) == set(table)
+    wrong = {
+        name: (readme[name], table[name])
+        for name in table
+        if not _same_default(readme[name], table[name])
+    }
+    assert wrong == {}
+
+
+def test_help_lists_every_variable_with_its_default() -> None:
+    """`rotator --help` (ENV_HELP) names every variable of the table, with its default."""
+    for var in VARIABLES:
+        (line,) = [line for line in ENV_HELP.splitlines() if line.split()[:1] == [var.name]]
+        shown = var.default_text.replace("`", "")
+        assert shown.removeprefix("— ") in line
+
+
+def test_login_methods_declare_their_variables() -> None:
+    """Each ROTATOR_VAULT_AUTH method is one class naming its variables; the table holds them."""
+    names = {var.name for var in VARIABLES}
+    assert set(LOGINS) == {"token", "approle", "kubernetes"}
+    for method, login in LOGINS.items():
+        assert login.method == method and login.VARIABLES
+        assert {env.name for env in login.VARIABLES} <= names

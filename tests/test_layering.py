@@ -67,9 +67,14 @@ def test_pure_core_imports_no_io_library(module: str) -> None:
 
 
 def test_only_the_vault_adapter_imports_hvac() -> None:
-    """hvac appears in exactly one module's imports: rotator.adapters.vault."""
+    """hvac appears only in the imports of the Vault adapter package's own modules."""
     importers = {m for m in MODULES if "hvac" in _top(set(direct_imports(m)))}
-    assert importers == {"rotator.adapters.vault"}
+    assert importers, "no module imports hvac: the check looks at the wrong files"
+    outside = {
+        m for m in importers
+        if m != "rotator.adapters.vault" and not m.startswith("rotator.adapters.vault.")
+    }
+    assert outside == set()
 
 
 def test_daemon_never_reaches_the_sandbox_or_dev_tools() -> None:

@@ -24,20 +24,21 @@ from typing import Any, Protocol
 import pytest
 from structlog.testing import capture_logs
 
-from rotator.adapters.vault import VaultSession, VaultStore
+from rotator.adapters.vault import (
+    K8S_JWT_FILE,
+    AppRoleLogin,
+    KubernetesLogin,
+    TokenLogin,
+    VaultSession,
+    VaultSettings,
+    VaultStore,
+)
 from rotator.core.errors import AccessDenied, ConfigError
 from rotator.core.keys import KeyPair
 from rotator.core.ports import Registry
 from rotator.core.vocab import Account
 from rotator.dev.openbao import OpenBaoDev
-from rotator.runtime.config import (
-    K8S_JWT_FILE,
-    Settings,
-    VaultAuth,
-    VaultSettings,
-    from_env,
-    settings_summary,
-)
+from rotator.runtime.config import Settings, from_env, settings_summary
 from rotator.runtime.daemon import Daemon, open_store, wait_for_vault
 from tests.e2e import Proc, base_env
 from tests.fixtures_sandbox import SandboxHandle
@@ -74,9 +75,10 @@ def test_token_auth_is_the_default_and_unchanged() -> None:
     """Without ROTATOR_VAULT_AUTH, VAULT_TOKEN is used as before and auth is plain token auth."""
     s = from_env({**BASE, "VAULT_TOKEN": TOKEN})
     assert s.vault.token == TOKEN
-    assert s.vault.auth == VaultAuth()
+    assert s.vault.auth == TokenLogin()
+    assert isinstance(s.vault.auth, TokenLogin)
     assert s.vault.auth.method == "token" and s.vault.auth.token_file is None
-    assert VaultSettings(addr="http://v:8200", token=TOKEN).auth == VaultAuth()
+    assert VaultSettings(addr="http://v:8200", token=TOKEN).auth == TokenLogin()
 
 
 def test_token_file_is_remembered_for_relogin(tmp_path: Path) -> None:
@@ -85,6 +87,7 @@ def test_token_file_is_remembered_for_relogin(tmp_path: Path) -> None:
     path.write_text(TOKEN + "\n")
     s = from_env({**BASE, "ROTATOR_VAULT_AUTH": "token", "VAULT_TOKEN_FILE": str(path)})
     assert s.vault.token == TOKEN
+    assert isinstance(s.vault.auth, TokenLogin)
     assert s.vault.auth.token_file == str(path)
     assert s.vault.auth.variables == "VAULT_TOKEN_FILE"
 
@@ -93,6 +96,7 @@ def test_approle_settings_parsed() -> None:
     """ROTATOR_VAULT_AUTH=approle takes VAULT_ROLE_ID, VAULT_SECRET_ID and VAULT_APPROLE_MOUNT."""
     s = from_env(approle_env(VAULT_APPROLE_MOUNT="/team/approle/", ROTATOR_VAULT_AUTH="AppRole"))
     auth = s.vault.auth
+    assert isinstance(auth, AppRoleLogin)
     assert (auth.method, auth.role_id, auth.secret_id) == ("approle", ROLE_ID, SECRET_ID)
     assert auth.secret_id_file is None
     assert auth.mount_point == "team/approle"
@@ -107,6 +111,7 @@ def test_approle_secret_id_from_file(tmp_path: Path) -> None:
     environ = approle_env(VAULT_SECRET_ID_FILE=str(path))
     del environ["VAULT_SECRET_ID"]
     auth = from_env(environ).vault.auth
+    assert isinstance(auth, AppRoleLogin)
     assert (auth.secret_id, auth.secret_id_file) == (SECRET_ID, str(path))
     assert auth.variables == "VAULT_ROLE_ID and VAULT_SECRET_ID_FILE"
 
@@ -192,10 +197,12 @@ def test_kubernetes_settings_parsed(tmp_path: Path) -> None:
         }
     )
     auth = s.vault.auth
+    assert isinstance(auth, KubernetesLogin)
     assert (auth.method, auth.k8s_role, auth.jwt_file, auth.mount_point) == (
         "kubernetes", "rotator", missing, "k8s-prod",
     )
     default = from_env({**BASE, "ROTATOR_VAULT_AUTH": "kubernetes", "VAULT_K8S_ROLE": "r"})
+    assert isinstance(default.vault.auth, KubernetesLogin)
     assert default.vault.auth.jwt_file == K8S_JWT_FILE
     assert default.vault.auth.mount_point == "kubernetes"
     assert settings_summary(default)["vault_auth"] == {
@@ -215,14 +222,14 @@ def test_kubernetes_problems() -> None:
 
 
 def test_vault_auth_built_in_code_is_validated() -> None:
-    """A VaultAuth built directly refuses a method without its credential, naming variables."""
+    """A login built directly refuses a method without its credential, naming variables."""
     with pytest.raises(ConfigError) as info:
-        VaultAuth(method="approle", role_id=ROLE_ID)
+        AppRoleLogin(role_id=ROLE_ID)
     assert info.value.problems == [
         "VAULT_SECRET_ID: required with ROTATOR_VAULT_AUTH=approle (or VAULT_SECRET_ID_FILE)"
     ]
     with pytest.raises(ConfigError, match="VAULT_K8S_ROLE"):
-        VaultAuth(method="kubernetes")
+        KubernetesLogin()
 
 
 # ==================================================================== AppRole on OpenBao
@@ -284,7 +291,6 @@ def make_approle(vault_client: Any, vault_prefix: str) -> Iterator[MakeAppRole]:
 
 def approle_settings(openbao: OpenBaoDev, prefix: str, role: AppRole, **auth: Any) -> VaultSettings:
     fields: dict[str, Any] = {
-        "method": "approle",
         "role_id": role.role_id,
         "secret_id": role.secret_id,
         "mount": role.mount,
@@ -294,7 +300,7 @@ def approle_settings(openbao: OpenBaoDev, prefix: str, role: AppRole, **auth: An
         addr=openbao.addr,
         prefix=prefix,
         timeout=timedelta(seconds=5),
-        auth=VaultAuth(**fields),
+        auth=AppRoleLogin(**fields),
     )
 
 
@@ -501,7 +507,7 @@ def token_session(
     openbao: OpenBaoDev, prefix: str, token: str, *, token_file: Path | None = None,
     clock: Clock | None = None,
 ) -> tuple[VaultSession, VaultStore]:
-    auth = VaultAuth(method="token", token_file=str(token_file) if token_file else None)
+    auth = TokenLogin(token_file=str(token_file) if token_file else None)
     settings = VaultSettings(addr=openbao.addr, token=token, prefix=prefix, auth=auth)
     session = VaultSession(settings, clock=clock or Clock())
     return session, session.store(prefix=prefix)
@@ -675,9 +681,7 @@ FIRST_JWT = "eyJhbGciOiJSUzI1NiJ9.first-jwt.sig"
 
 
 def k8s_session(fake: FakeVault, jwt_file: Path, clock: Clock | None = None) -> VaultSession:
-    auth = VaultAuth(
-        method="kubernetes", k8s_role="rotator", jwt_file=str(jwt_file), mount="k8s-east"
-    )
+    auth = KubernetesLogin(k8s_role="rotator", jwt_file=str(jwt_file), mount="k8s-east")
     return VaultSession(VaultSettings(addr=fake.addr, auth=auth), clock=clock or Clock())
 
 
@@ -714,7 +718,7 @@ def test_kubernetes_unreadable_jwt_file_names_the_variable(
     settings = Settings(
         vault=VaultSettings(
             addr=fake_vault.addr,
-            auth=VaultAuth(method="kubernetes", k8s_role="r", jwt_file=str(tmp_path / "none")),
+            auth=KubernetesLogin(k8s_role="r", jwt_file=str(tmp_path / "none")),
         ),
         accounts=(Account("ml", "h"),),
     )

@@ -1,0 +1,109 @@
+"""Settings: the daemon's configuration as one frozen, flat value.
+
+Every field documents its variable, its unit and why its default is what it is; the defaults
+written here are the ones :func:`~rotator.runtime.config.from_env` uses and ``rotator --help``
+and README show (see :mod:`rotator.runtime.config.table`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from rotator.adapters.vault.settings import VaultSettings
+from rotator.core.vocab import KEY_KINDS, Account, Credential, KeyKind
+
+LogFormat = Literal["json", "console"]
+Registrar = Literal["api", "manual"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+LOG_FORMATS: tuple[LogFormat, ...] = ("json", "console")
+LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
+REGISTRARS: tuple[Registrar, ...] = ("api", "manual")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the daemon needs, validated. Built by :func:`from_env`.
+
+    Every field but ``vault`` and ``accounts`` has the same default as its variable,
+    so tests can build one directly.
+    """
+
+    vault: VaultSettings
+    """Vault address, token, TLS and KV location."""
+    accounts: tuple[Account, ...]
+    """``ROTATOR_ACCOUNTS`` (``name=hash,...``): the service accounts to manage. Required."""
+    encord_domain: str = "https://api.encord.com"
+    """``ENCORD_DOMAIN``: Encord API base URL, no trailing slash. Default: Encord's main
+    region (US region: ``https://api.us.encord.com``)."""
+    credentials: frozenset[Credential] = frozenset({"ssh-key", "bearer-token"})
+    """``ROTATOR_CREDENTIALS``: which credentials to keep fresh in Vault. Default: an
+    uploaded SSH key plus a bearer token minted with it; ``api-key`` (a key Encord
+    generates) is opt-in because it puts a private key on the wire."""
+    key_ttl: timedelta = timedelta(days=90)
+    """``ROTATOR_KEY_TTL``: a key's lifetime; ``expires_at = issued_at + key_ttl``.
+    90 days is the common compliance ceiling for long-lived credentials."""
+    rotate_before: timedelta = timedelta(days=14)
+    """``ROTATOR_ROTATE_BEFORE``: rotate once less than this is left. 14 days leaves two
+    weeks to notice and fix a rotation that keeps failing before the key expires."""
+    grace: timedelta = timedelta(hours=24)
+    """``ROTATOR_GRACE``: how long the previous key stays valid after its successor is
+    promoted. 24h lets consumers that read Vault daily pick up the new key."""
+    key_cap: int = 5
+    """``ROTATOR_KEY_CAP``: keys the account may hold at Encord. 5 is Encord's default."""
+    bearer_ttl: timedelta = timedelta(hours=1)
+    """``ROTATOR_BEARER_TTL``: bearer tokens are re-minted before this runs out. Encord
+    publishes no lifetime; one hour is a conservative assumption."""
+    check_interval: timedelta = timedelta(minutes=5)
+    """``ROTATOR_CHECK_INTERVAL``: how often each account is checked. 5 minutes keeps
+    bearer tokens (1h) far from expiry at a handful of cheap calls per hour."""
+    jitter: timedelta = timedelta(seconds=30)
+    """``ROTATOR_JITTER``: random extra delay (0..jitter) per check, so replicas and
+    accounts do not hit Vault and Encord in lock-step. May be zero."""
+    log_format: LogFormat = "json"
+    """``ROTATOR_LOG_FORMAT``: ``json`` (one object per line, for collectors) or
+    ``console`` (for people)."""
+    log_level: LogLevel = "info"
+    """``ROTATOR_LOG_LEVEL``: ``debug``, ``info``, ``warning`` or ``error``."""
+    dry_run: bool = False
+    """``ROTATOR_DRY_RUN``: decide and log, change nothing at Encord or in Vault."""
+    http_host: str = "0.0.0.0"  # noqa: S104 - a container's health endpoint must be reachable
+    """``ROTATOR_HTTP_ADDR`` host: where health and metrics listen. All interfaces by
+    default, so probes from outside the container reach it."""
+    http_port: int = 8080
+    """``ROTATOR_HTTP_ADDR`` port (0 = pick a free port). 8080: the usual unprivileged one."""
+    lease_ttl: timedelta = timedelta(0)
+    """``ROTATOR_LEASE_TTL``: how long a replica's per-account lease lasts. 0 (the
+    default) means ``3 × (check_interval + jitter)``: a replica that missed three checks
+    in a row is presumed dead."""
+    max_concurrency: int = 4
+    """``ROTATOR_MAX_CONCURRENCY``: accounts worked on at once. 4 keeps Vault and Encord
+    from being flooded while one slow account does not hold up the others."""
+    registrar: Registrar = "api"
+    """``ROTATOR_REGISTRAR``: ``api`` (rotator adds and deletes keys through Encord's key
+    management) or ``manual`` (a person does, when Encord does not expose key management to
+    the workspace; rotator asks in its logs and polls until it sees it done)."""
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl == timedelta(0):
+            object.__setattr__(
+                self, "lease_ttl", default_lease_ttl(self.check_interval, self.jitter)
+            )
+
+    @property
+    def key_kinds(self) -> tuple[KeyKind, ...]:
+        """The rotated key kinds among the credentials: ``ssh-key`` before ``api-key``."""
+        return tuple(kind for kind in KEY_KINDS if kind in self.credentials)
+
+    @property
+    def http_addr(self) -> str:
+        """``host:port`` (``[v6]:port`` for IPv6) as ROTATOR_HTTP_ADDR would spell it."""
+        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
+        return f"{host}:{self.http_port}"
+
+
+def default_lease_ttl(check_interval: timedelta, jitter: timedelta) -> timedelta:
+    """The lease lifetime used when ROTATOR_LEASE_TTL is unset: three missed checks."""
+    return 3 * (check_interval + jitter)
