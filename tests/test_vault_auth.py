@@ -39,7 +39,8 @@ from rotator.core.ports import Registry
 from rotator.core.vocab import Account
 from rotator.dev.openbao import OpenBaoDev
 from rotator.runtime.config import Settings, from_env, settings_summary
-from rotator.runtime.daemon import Daemon, open_store, wait_for_vault
+from rotator.runtime.daemon import Daemon
+from rotator.runtime.wiring import open_store, wait_for_vault
 from tests.e2e import Proc, base_env
 from tests.fixtures_sandbox import SandboxHandle
 from tests.secret_scan import remember

@@ -50,11 +50,9 @@ from rotator.runtime.wiring import (
     make_leases,
     make_metrics,
     open_store,
-    wait_for_vault,
 )
 
-# Kept importable from here for callers not yet pointed at rotator.runtime.wiring.
-__all__ = ["Daemon", "open_store", "stop_on_signals", "wait_for_vault"]
+__all__ = ["Daemon", "stop_on_signals", "watch_jobs"]
 
 log = structlog.get_logger("rotator.daemon")
 
