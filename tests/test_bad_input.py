@@ -109,6 +109,30 @@ CONFIG_ROWS: dict[str, ConfigRow] = {
     "account-empty-name": ConfigRow({"ROTATOR_ACCOUNTS": "=sa-alpha"}, ("ROTATOR_ACCOUNTS",)),
     "account-empty-hash": ConfigRow({"ROTATOR_ACCOUNTS": "alpha="}, ("ROTATOR_ACCOUNTS",)),
     "accounts-missing": ConfigRow({"ROTATOR_ACCOUNTS": None}, ("ROTATOR_ACCOUNTS",)),
+    "account-name-dot": ConfigRow({"ROTATOR_ACCOUNTS": ".=sa-x"}, ("ROTATOR_ACCOUNTS",), ("'.'",)),
+    "account-name-dotdot": ConfigRow(
+        {"ROTATOR_ACCOUNTS": "alpha=sa-alpha,..=sa-x"}, ("ROTATOR_ACCOUNTS",), ("'..'",)
+    ),
+    "account-name-colon": ConfigRow(
+        {"ROTATOR_ACCOUNTS": "a=sa-1,a:x=sa-2"}, ("ROTATOR_ACCOUNTS",), ("':'",)
+    ),
+    "account-hash-twice": ConfigRow(
+        {"ROTATOR_ACCOUNTS": "alpha=sa-alpha,beta=sa-alpha"}, ("ROTATOR_ACCOUNTS",), ("'alpha'",)
+    ),
+    # transport: plain http only to loopback, unless allowed
+    "vault-plain-http-remote": ConfigRow(
+        {"VAULT_ADDR": "http://vault.example.com:8200"},
+        ("VAULT_ADDR",),
+        ("ROTATOR_ALLOW_INSECURE_HTTP",),
+    ),
+    "encord-plain-http-remote": ConfigRow(
+        {"ENCORD_DOMAIN": "http://10.1.2.3:8900"},
+        ("ENCORD_DOMAIN",),
+        ("ROTATOR_ALLOW_INSECURE_HTTP",),
+    ),
+    "insecure-http-not-a-bool": ConfigRow(
+        {"ROTATOR_ALLOW_INSECURE_HTTP": "sometimes"}, ("ROTATOR_ALLOW_INSECURE_HTTP",)
+    ),
     # Vault settings
     "vault-addr-no-scheme": ConfigRow({"VAULT_ADDR": "vault:8200"}, ("VAULT_ADDR",)),
     "vault-addr-missing": ConfigRow({"VAULT_ADDR": None}, ("VAULT_ADDR",)),

@@ -606,3 +606,48 @@ def test_login_methods_declare_their_variables() -> None:
     for method, login in LOGINS.items():
         assert login.method == method and login.VARIABLES
         assert {env.name for env in login.VARIABLES} <= names
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "allowed"),
+    [
+        ("VAULT_ADDR", "http://127.0.0.1:8200", True),
+        ("VAULT_ADDR", "http://127.0.0.2:8200", True),
+        ("VAULT_ADDR", "http://[::1]:8200", True),
+        ("VAULT_ADDR", "http://localhost:8200", True),
+        ("VAULT_ADDR", "https://vault.example.com:8200", True),
+        ("VAULT_ADDR", "http://vault.example.com:8200", False),
+        ("VAULT_ADDR", "http://10.0.0.7:8200", False),
+        ("ENCORD_DOMAIN", "https://api.encord.com", True),
+        ("ENCORD_DOMAIN", "http://127.0.0.1:8900", True),
+        ("ENCORD_DOMAIN", "http://api.encord.com", False),
+        ("ENCORD_DOMAIN", "http://localhost.evil.example:80", False),
+    ],
+)
+def test_plain_http_only_to_loopback_unless_allowed(variable: str, url: str, allowed: bool) -> None:
+    """Plain http:// to a host that is not loopback is refused with one line naming the
+    variable and ROTATOR_ALLOW_INSECURE_HTTP; that variable lets it through."""
+    if allowed:
+        assert from_env(env(**{variable: url})).allow_insecure_http is False
+    else:
+        found = problems_of(env(**{variable: url}))
+        assert len(found) == 1 and found[0].startswith(f"{variable}: plain http://")
+        assert "ROTATOR_ALLOW_INSECURE_HTTP=true" in found[0]
+        settings = from_env(env(**{variable: url, "ROTATOR_ALLOW_INSECURE_HTTP": "true"}))
+        assert settings.allow_insecure_http is True
+
+
+@pytest.mark.parametrize(
+    ("accounts", "words"),
+    [
+        (".=sa-1", "'.' or '..'"),
+        ("..=sa-1", "'.' or '..'"),
+        ("a=sa-1,a:x=sa-2", "must not contain ':'"),
+        ("alpha=sa-1,beta=sa-1", "repeats the service-account hash of 'alpha'"),
+    ],
+)
+def test_ambiguous_account_names_and_repeated_hashes_are_refused(accounts: str, words: str) -> None:
+    """Names that are not a safe path segment or could claim another account's key titles,
+    and one service account under two names, are each one clear line."""
+    found = problems_of(env(ROTATOR_ACCOUNTS=accounts))
+    assert len(found) == 1 and found[0].startswith("ROTATOR_ACCOUNTS:") and words in found[0]

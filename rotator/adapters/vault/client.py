@@ -9,8 +9,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import hvac
+import requests
 
-from rotator.adapters.vault.errors import safe_addr
+from rotator.adapters.vault.errors import refuse_redirects, safe_addr
 from rotator.core.errors import ConfigError
 
 
@@ -58,11 +59,17 @@ def make_client(
     addr: str, token: str, *, cacert: str | None, namespace: str | None, timeout: float
 ) -> hvac.Client:
     """An hvac client with nothing left to hvac's defaults. An empty token (not None) sends
-    no X-Vault-Token header at all."""
+    no X-Vault-Token header at all. Redirects are never followed: ``requests`` strips only
+    ``Authorization`` when a redirect leaves the host, so a 307 to another host would receive
+    ``X-Vault-Token`` (and a login's credentials in its body)."""
+    session = requests.Session()
+    session.hooks["response"].append(refuse_redirects)
     return hvac.Client(
         url=addr,
         token=token,
         verify=cacert if cacert else True,
         timeout=timeout,
         namespace=namespace or None,
+        allow_redirects=False,
+        session=session,
     )

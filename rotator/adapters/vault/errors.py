@@ -4,6 +4,7 @@
 :func:`store_failure` and :func:`login_failure` turn that into the rotator error a store call
 or a login raises, and :func:`did_not_answer` builds the one "Vault did not answer" message.
 
+    a redirect (never followed)              -> REDIRECTED  -> ConfigError (VAULT_ADDR)
     requests: cannot connect, timeout, any   -> UNAVAILABLE -> StoreUnavailable (VAULT_ADDR)
     VaultDown, 5xx, 429, not initialised     -> UNAVAILABLE
     403 Forbidden / 401 Unauthorized         -> DENIED      -> AccessDenied (the credential)
@@ -39,6 +40,18 @@ from rotator.core.errors import (
     StoreUnavailable,
 )
 
+
+class Redirected(requests.exceptions.RequestException):
+    """Vault's address answered a redirect, which rotator never follows: ``requests`` would
+    strip only ``Authorization`` on the way to another host, not ``X-Vault-Token``."""
+
+
+def refuse_redirects(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A ``requests`` response hook: a 3xx answer raises :class:`Redirected`."""
+    if response.is_redirect or 300 <= response.status_code < 400:
+        raise Redirected(f"HTTP {response.status_code}")
+
+
 LIBRARY_ERRORS: tuple[type[Exception], ...] = (
     hvac.exceptions.VaultError,
     requests.exceptions.RequestException,
@@ -50,6 +63,7 @@ class Failure(enum.Enum):
     """What a library exception means for rotator."""
 
     UNAVAILABLE = "unavailable"
+    REDIRECTED = "redirected"
     DENIED = "denied"
     CONFLICT = "conflict"
     BAD_REQUEST = "bad_request"
@@ -59,6 +73,7 @@ class Failure(enum.Enum):
 
 
 _TABLE: tuple[tuple[tuple[type[BaseException], ...], Failure], ...] = (
+    ((Redirected,), Failure.REDIRECTED),
     (
         (
             hvac.exceptions.VaultDown,
@@ -121,6 +136,14 @@ def did_not_answer(exc: BaseException, on: str, addr: str) -> StoreUnavailable:
     )
 
 
+def redirected(exc: BaseException, on: str, addr: str) -> ConfigError:
+    """The one "Vault redirected" error: names VAULT_ADDR (without credentials)."""
+    return ConfigError(
+        f"VAULT_ADDR: {safe_addr(addr)} answered a redirect ({exc}) to {on}; rotator never "
+        "follows one with its token: set VAULT_ADDR to the address Vault answers on"
+    )
+
+
 def store_failure(
     exc: BaseException, *, op: str, mount: str, path: str, addr: str, who: str
 ) -> RotatorError:
@@ -128,6 +151,8 @@ def store_failure(
     token's variables. A 404 is the caller's to read first (it may mean "absent")."""
     failure = classify(exc)
     where = f"{mount}/{path}"
+    if failure is Failure.REDIRECTED:
+        return redirected(exc, f"{op} {where}", addr)
     if failure is Failure.UNAVAILABLE:
         return did_not_answer(exc, f"{op} {where}", addr)
     if failure is Failure.DENIED:
@@ -160,6 +185,8 @@ def login_failure(
     check: ``refused(path, status)`` is the login method's own refusal, ``mount_hint`` its
     hint when ``path`` does not exist."""
     failure = classify(exc)
+    if failure is Failure.REDIRECTED:
+        return redirected(exc, path, addr)
     if failure is Failure.UNAVAILABLE:
         return did_not_answer(exc, path, addr)
     if failure in (Failure.NOT_FOUND, Failure.NO_ROUTE):

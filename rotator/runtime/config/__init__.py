@@ -97,6 +97,7 @@ def settings_summary(s: Settings) -> dict[str, object]:
         "lease_ttl": format_duration(s.lease_ttl),
         "max_concurrency": s.max_concurrency,
         "registrar": s.registrar,
+        "allow_insecure_http": s.allow_insecure_http,
     }
 
 

@@ -167,6 +167,21 @@ def parse_url(text: str) -> str:
     return value.rstrip("/")
 
 
+def is_insecure_remote(url: str) -> bool:
+    """``url`` is plain http:// to a host other than loopback (``localhost``, 127.0.0.0/8,
+    ``::1``)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may resolve anywhere
+
+
 def parse_namespace(text: str) -> str | None:
     """A Vault namespace without outer ``/``; None (the root namespace) if nothing is left."""
     return text.strip().strip("/") or None
@@ -249,12 +264,24 @@ def parse_accounts(text: str) -> tuple[Account, ...]:
             bad.append(f"{where} has an empty name")
         elif "/" in name or any(ch.isspace() for ch in name):
             bad.append(f"{where}: the name must not contain '/' or whitespace")
+        elif name in (".", ".."):
+            bad.append(f"{where}: the name must not be '.' or '..' (it is a Vault path segment)")
+        elif ":" in name:
+            # Key titles are rotator:<instance>:<account>:<time>: a ':' in a name would let
+            # 'a' claim the keys of 'a:x' as its own.
+            bad.append(f"{where}: the name must not contain ':' (it separates key titles' parts)")
         elif not sa_hash:
             bad.append(f"{where} has an empty hash")
         elif "/" in sa_hash or any(ch.isspace() for ch in sa_hash):
             bad.append(f"{where}: the hash must not contain '/' or whitespace")
         elif name in {a.name for a in accounts}:
             bad.append(f"{where} repeats the name {name!r}")
+        elif sa_hash in {a.hash for a in accounts}:
+            twin = next(a.name for a in accounts if a.hash == sa_hash)
+            bad.append(
+                f"{where} repeats the service-account hash of {twin!r}: two names for one "
+                "account would each take the other's keys for a stranger's"
+            )
         else:
             accounts.append(Account(name=name, hash=sa_hash))
     if bad:

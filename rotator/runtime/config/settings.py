@@ -85,6 +85,11 @@ class Settings:
     """``ROTATOR_REGISTRAR``: ``api`` (rotator adds and deletes keys through Encord's key
     management) or ``manual`` (a person does, when Encord does not expose key management to
     the workspace; rotator asks in its logs and polls until it sees it done)."""
+    allow_insecure_http: bool = False
+    """``ROTATOR_ALLOW_INSECURE_HTTP``: accept plain ``http://`` for VAULT_ADDR and
+    ENCORD_DOMAIN on a host other than loopback. Off: the Vault token, bearer tokens and
+    generated private keys would cross the network in clear, and signed Encord requests (no
+    nonce) could be replayed; only a closed test network (compose) should turn it on."""
 
     def __post_init__(self) -> None:
         if self.lease_ttl == timedelta(0):

@@ -22,6 +22,7 @@ from rotator.core.vocab import CREDENTIALS, KEY_KINDS
 from rotator.runtime.config.parsers import (
     duration,
     format_duration,
+    is_insecure_remote,
     one_of,
     parse_accounts,
     parse_bool,
@@ -157,6 +158,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ROTATOR_DRY_RUN", "ops", "decide and log, change nothing", "dry_run", parse_bool),
     Variable("ROTATOR_HTTP_ADDR", "ops", "health and metrics listener, host:port",
              "http", parse_http_addr),
+    Variable("ROTATOR_ALLOW_INSECURE_HTTP", "ops",
+             "accept plain http:// to a non-loopback Vault or Encord (test networks only)",
+             "allow_insecure_http", parse_bool),
 )
 """Every variable, in the order from_env reads them (the Vault credentials first, so no
 later message can echo one)."""
@@ -240,6 +244,20 @@ def _lease_ttl(v: Mapping[str, Any]) -> str | None:
     )
 
 
+def _plain_http(field: str, crossing: str) -> Callable[[Mapping[str, Any]], str | None]:
+    """Plain http:// is refused towards a host other than loopback, unless allowed."""
+
+    def check(v: Mapping[str, Any]) -> str | None:
+        if v["allow_insecure_http"] or not is_insecure_remote(v[field]):
+            return None
+        return (
+            f"plain http:// to a host that is not loopback would send {crossing} in clear: "
+            "use https://, or set ROTATOR_ALLOW_INSECURE_HTTP=true on a closed test network"
+        )
+
+    return check
+
+
 RELATIONS: tuple[Relation, ...] = (
     Relation("ROTATOR_ROTATE_BEFORE", ("rotate_before", "key_ttl"), _rotate_before),
     Relation("ROTATOR_GRACE", ("grace", "rotate_before"), _grace),
@@ -250,6 +268,17 @@ RELATIONS: tuple[Relation, ...] = (
     ),
     Relation("ROTATOR_REGISTRAR", ("registrar", "credentials"), _registrar),
     Relation("ROTATOR_LEASE_TTL", ("lease_ttl", "check_interval"), _lease_ttl),
+    Relation(
+        "VAULT_ADDR", ("vault.addr", "allow_insecure_http"),
+        _plain_http("vault.addr", "the Vault token and every private key"),
+    ),
+    Relation(
+        "ENCORD_DOMAIN", ("encord_domain", "allow_insecure_http"),
+        _plain_http(
+            "encord_domain",
+            "bearer tokens and generated private keys, and replayable signed requests,",
+        ),
+    ),
 )
 
 
