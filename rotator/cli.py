@@ -205,6 +205,7 @@ def _check_account(settings: Settings, name: str) -> None:
 
 def cmd_run(settings: Settings) -> int:
     from rotator.runtime.daemon import Daemon, stop_on_signals
+    from rotator.runtime.preflight import check_mount
     from rotator.runtime.wiring import wait_for_vault
 
     daemon = Daemon(settings)
@@ -218,6 +219,7 @@ def cmd_run(settings: Settings) -> int:
             "daemon.vault_denied", error=str(exc), hint=f"check {settings.vault.auth.variables}"
         )
         return 1
+    check_mount(daemon.store, settings)  # ConfigError (exit 2) for settings that break promises
     daemon.run_until(stop_on_signals("daemon.signal"))
     return 0
 

@@ -7,9 +7,9 @@ overwrite each other. Failures are translated by :mod:`rotator.adapters.vault.er
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import hvac
@@ -24,6 +24,7 @@ from rotator.adapters.vault.errors import (
     raise_outside,
     store_failure,
 )
+from rotator.adapters.vault.kv import KvSettings, parse_kv_settings
 from rotator.core.errors import AccessDenied, ConfigError, CorruptState
 from rotator.core.vocab import parse_rfc3339, utc
 
@@ -203,6 +204,42 @@ class VaultStore:
             ),
         )
 
+    def destroy_versions(self, rel: str, versions: Iterable[int]) -> None:
+        """Destroy these versions of ``{prefix}/{rel}`` for good (their data, not the path):
+        how a revoked key's private half leaves every older version that held it."""
+        chosen: tuple[int, ...] = tuple(sorted(set(versions)))
+        if not chosen:
+            return
+        path = self._path(rel)
+        self._call(
+            "destroy versions of",
+            path,
+            lambda: self._client.secrets.kv.v2.destroy_secret_versions(
+                path, list(chosen), mount_point=self.mount
+            ),
+        )
+
+    def kv_settings(self, rel: str | None = None) -> KvSettings | None:
+        """The mount's KV settings (``{mount}/config``), or with ``rel`` that path's own
+        (its metadata); None when the token may not read them, or the path does not exist."""
+        if rel is None:
+            url = hvac.utils.format_url("/v1/{mount}/config", mount=self.mount)
+            where, shown = f"{self.mount}/config", "config"
+        else:
+            path = self._path(rel)
+            url = hvac.utils.format_url("/v1/{mount}/metadata/{path}", mount=self.mount, path=path)
+            where, shown = f"metadata of {self.mount}/{path}", path
+        try:
+            answer = self._call(
+                "read settings of", shown, lambda: self._client.adapter.get(url),
+                not_found=lambda _: None,
+            )
+        except AccessDenied:
+            return None  # least privilege: the caller says it could not check
+        if answer is None:
+            return None
+        return parse_kv_settings(_get(answer, "data", dict, where=where), where=where)
+
     def set_max_versions(self, rel: str, n: int) -> None:
         """Keep at most ``n`` versions of ``{prefix}/{rel}`` (0: the mount's default).
 
@@ -249,7 +286,7 @@ class VaultStore:
             created = parse_rfc3339(created_text)
         except ValueError:
             raise CorruptState(f"Vault answered an unreadable created_time at {where}") from None
-        gone = bool(meta.get("deletion_time")) or meta.get("destroyed") is True
+        gone = meta.get("destroyed") is True or data is None or _deleted_by_now(meta)
         return Versioned(data=None if gone else data, version=number, created_time=created)
 
     def _call(
@@ -309,3 +346,17 @@ def clean_path(text: str, *, what: str, allow_empty: bool) -> str:
         if not segment.isprintable():
             raise ValueError(f"{what} {text!r}: control characters are not allowed")
     return text
+
+
+def _deleted_by_now(meta: dict[str, Any]) -> bool:
+    """A version is deleted once its ``deletion_time`` has passed. Under KV v2's
+    ``delete_version_after`` every new version carries a *future* deletion time: until then
+    it is as alive as any other (Vault answers its data; rotator must read it)."""
+    text = meta.get("deletion_time")
+    if not isinstance(text, str) or not text:
+        return False
+    try:
+        when = parse_rfc3339(text)
+    except ValueError:
+        return True  # unreadable: do not trust the data
+    return when <= datetime.now(UTC)
