@@ -691,7 +691,8 @@ def test_compose_file_wires_openbao_sandbox_and_a_read_only_rotator(tmp_path: Pa
 
 _POLICY_PATHS = {
     "secret/data/encord/*",
-    "secret/metadata/encord/*",
+    "secret/destroy/encord/*",
+    "secret/config",
     "auth/token/lookup-self",
     "auth/token/renew-self",
 }
@@ -702,7 +703,7 @@ def render_policy(text: str, prefix: str) -> str:
     paths = set(re.findall(r'(?m)^path "([^"]+)"', text))
     assert paths == _POLICY_PATHS, f"unexpected policy paths: {sorted(paths ^ _POLICY_PATHS)}"
     return re.sub(
-        r'(?m)^path "secret/(data|metadata)/encord/',
+        r'(?m)^path "secret/(data|destroy)/encord/',
         lambda m: f'path "secret/{m[1]}/{prefix}/',
         text,
     )
@@ -738,23 +739,23 @@ def restricted(openbao: OpenBaoDev, rotator_token: str) -> Iterator[Any]:
 
 
 def test_policy_allows_every_vault_call_rotator_makes(restricted: Any, vault_prefix: str) -> None:
-    """Under the policy alone, each VaultStore method and token self-renewal succeed."""
+    """Under the policy alone, each Vault call the daemon and the CLI make succeeds: the
+    start-up check, the mount's KV settings, reads of any version, check-and-set writes,
+    destroying the versions of a revoked key, and token self-renewal."""
     store = VaultStore(restricted, mount="secret", prefix=vault_prefix)
     store.check()  # lookup-self and sys/internal/ui/mounts/secret
-    assert store.list() == []
+    assert store.kv_settings() is not None  # secret/config
     assert store.write("alpha/state", {"v": 1}, cas=0) == 1
     assert store.write("alpha/state", {"v": 2}, cas=1) == 2
     latest = store.read("alpha/state")
     assert latest is not None and latest.data == {"v": 2}
     first = store.read_version("alpha/state", 1)
     assert first is not None and first.data == {"v": 1}
-    assert store.current_version("alpha/state") == 2
-    assert store.current_version("alpha/absent") == 0
+    store.destroy_versions("alpha/state", [1])
+    gone = store.read_version("alpha/state", 1)
+    assert gone is not None and gone.data is None
+    assert store.read("alpha/absent") is None
     store.write("alpha/lease", {"holder": "replica-1"}, cas=0)
-    assert store.list() == ["alpha"] and store.list("alpha") == ["lease", "state"]
-    store.set_max_versions("alpha/state", 10)
-    store.destroy("alpha/lease")
-    assert store.read("alpha/lease") is None and store.list("alpha") == ["state"]
     renewed = restricted.auth.token.renew_self()
     assert renewed["auth"]["client_token"]
 
@@ -781,11 +782,28 @@ def test_policy_denies_everything_outside_the_prefix(
     root_list = VaultStore(restricted, mount="secret", prefix="")
     with pytest.raises(AccessDenied):
         root_list.list()
-    # Inside the prefix too, only what rotator uses: no soft-delete of a version.
-    VaultStore(restricted, mount="secret", prefix=vault_prefix).write("a/b", {"a": 1}, cas=0)
+    # Inside the prefix too, only what rotator uses: no soft-delete of a version, and no
+    # metadata: neither `kv metadata delete` of a consumer path (every version gone for
+    # good) nor `kv metadata put -delete-version-after=1s`, nor listing, nor reading it.
+    own = VaultStore(restricted, mount="secret", prefix=vault_prefix)
+    own.write("a/b", {"a": 1}, cas=0)
+    for attempt in (own.list, partial(own.current_version, "a/b"), partial(own.destroy, "a/b")):
+        with pytest.raises(AccessDenied):
+            attempt()
+    assert own.kv_settings("a/b") is None  # metadata unreadable: preflight skips it
     forbidden: list[Callable[[], object]] = [
         lambda: restricted.secrets.kv.v2.delete_latest_version_of_secret(
             f"{vault_prefix}/a/b", mount_point="secret"
+        ),
+        lambda: restricted.secrets.kv.v2.delete_metadata_and_all_versions(
+            f"{vault_prefix}/a/b", mount_point="secret"
+        ),
+        lambda: restricted.secrets.kv.v2.update_metadata(
+            f"{vault_prefix}/a/b", delete_version_after="1s", mount_point="secret"
+        ),
+        lambda: restricted.secrets.kv.v2.configure(max_versions=1, mount_point="secret"),
+        lambda: restricted.secrets.kv.v2.destroy_secret_versions(
+            f"{other}/x", [1], mount_point="secret"
         ),
         lambda: restricted.sys.read_acl_policy("default"),
         lambda: restricted.sys.list_acl_policies(),
@@ -1029,3 +1047,43 @@ def test_vault_agent_keeps_the_file_encord_ssh_key_file_names_current(
             agent.kill()
             agent.wait(timeout=5)
     assert_no_secrets(log.read_text(), "bao agent log")
+
+
+def test_plan_and_two_replicas_work_under_the_policy_alone(
+    openbao: OpenBaoDev, rotator_token: str, vault_prefix: str, sandbox: SandboxHandle
+) -> None:
+    """Least privilege, really: with only the shipped policy, `plan` reads, and two replicas
+    share the account through their leases and rotate it (one works, one stands by)."""
+    from tests.e2e import Proc
+
+    env = base_env(openbao, vault_prefix, sandbox.url, VAULT_TOKEN=rotator_token)
+    code, _, err = rotator_cli(
+        ["bootstrap", "alpha", "--private-key-file", str(sandbox.bootstrap_key_file)], env
+    )
+    assert code == 0, err[-2000:]
+    code, out, err = rotator_cli(["plan", "--json"], env)
+    assert code == 0, err[-2000:]
+    assert json.loads(out)["accounts"][0]["account"] == "alpha"
+    replicas = [Proc(["run"], env), Proc(["run"], env)]
+    try:
+        for proc in replicas:
+            assert proc.wait_for(lambda e: e.get("event") == "daemon.started", 15), proc.text()
+
+        def rotated(e: dict[str, Any]) -> bool:
+            return e.get("event") == "rotation.finished" and e.get("outcome") == "rotated"
+
+        end = time.monotonic() + 25
+        while time.monotonic() < end and not any(
+            any(rotated(e) for e in p.events()) for p in replicas
+        ):
+            time.sleep(0.1)
+        assert any(any(rotated(e) for e in p.events()) for p in replicas)
+        for proc in replicas:
+            proc.popen.send_signal(signal.SIGTERM)
+            assert proc.finish(timeout=15) == 0
+    finally:
+        for proc in replicas:
+            proc.kill()
+    events = [e for p in replicas for e in p.events()]
+    assert not [e for e in events if e.get("event") in ("check.failed", "check.crashed")]
+    assert not [e for e in events if "denied" in str(e.get("event"))]

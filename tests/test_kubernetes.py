@@ -727,7 +727,8 @@ def test_setup_sh_moves_the_policy_paths_to_another_mount_and_prefix(
         rules = root_client.read(f"sys/policy/{policy}")["data"]["rules"]
         original = (VAULT_DIR / "rotator-policy.hcl").read_text()
         assert rules == original.replace('"secret/data/encord/', f'"{mount}/data/{prefix}/') \
-            .replace('"secret/metadata/encord/', f'"{mount}/metadata/{prefix}/')
+            .replace('"secret/destroy/encord/', f'"{mount}/destroy/{prefix}/') \
+            .replace('"secret/config"', f'"{mount}/config"')
         assert rules != original
         consumer = root_client.read("sys/policy/encord-consumer-alpha")["data"]["rules"]
         assert f'path "{mount}/data/{prefix}/alpha/ssh-key"' in consumer

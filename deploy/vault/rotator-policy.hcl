@@ -20,11 +20,21 @@ path "secret/data/encord/*" {
   capabilities = ["create", "read", "update"]
 }
 
-# Metadata: `read` for current_version (the cas number), `list` for the accounts and their
-# paths (LIST metadata/encord/...), `update` for max_versions on an existing path, and
-# `delete` to destroy a released lease with all its versions (DELETE metadata/...).
-path "secret/metadata/encord/*" {
-  capabilities = ["read", "list", "update", "delete"]
+# Destroy given versions for good (POST destroy/...): once a key is revoked, the older
+# versions of the consumer paths and of the state record that still hold its private key
+# are destroyed. It destroys data only: the path, its metadata and its other versions stay.
+path "secret/destroy/encord/*" {
+  capabilities = ["update"]
+}
+
+# No `metadata/` at all: with it, rotator's own token could `kv metadata delete` a consumer
+# path (every version gone, irreversibly) or set `delete-version-after=1s` on it. rotator
+# reads only the versions it wrote, through data/.
+
+# The mount's KV settings (max_versions, cas_required, delete_version_after), read at
+# start-up to refuse settings that would break rotator's promises. Read-only.
+path "secret/config" {
+  capabilities = ["read"]
 }
 
 # The start-up check (VaultStore.check). The `default` policy grants these too; they are

@@ -96,7 +96,8 @@ fi
 
 # 2. The policies, for this mount and prefix (the files are written for secret/ and encord/).
 render() {
-  sed -E "s#^path \"secret/(data|metadata)/encord/#path \"${kv_mount}/\\1/${prefix}/#" "$1"
+  sed -E -e "s#^path \"secret/(data|destroy)/encord/#path \"${kv_mount}/\\1/${prefix}/#" \
+    -e "s#^path \"secret/config\"#path \"${kv_mount}/config\"#" "$1"
 }
 render "$here/rotator-policy.hcl" | "$cli" policy write "$policy" - >/dev/null
 echo "policy: wrote $policy"
