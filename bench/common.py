@@ -44,6 +44,7 @@ import hvac.exceptions
 from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.encord.signing import EncordAuth
 from rotator.adapters.vault import VaultSession, VaultStore, Versioned, connect
+from rotator.core import admin
 from rotator.core.keys import KeyPair, load_private
 from rotator.core.keys import generate as generate_key
 from rotator.dev.openbao import OpenBaoDev
@@ -531,7 +532,7 @@ class Stack:
         engines = make_engines(settings, store, factory)
 
         def one(name: str) -> None:
-            engines[name].bootstrap(self.key_file(name).read_text(encoding="utf-8"))
+            admin.bootstrap(engines[name].context, self.key_file(name).read_text(encoding="utf-8"))
 
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -11,12 +11,12 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import structlog
 
 from rotator import __version__
+from rotator.core import admin
 from rotator.core.engine import Engine
 from rotator.core.errors import (
     AccessDenied,
@@ -235,7 +235,7 @@ def cmd_bootstrap(settings: Settings, name: str, key_file: str) -> int:
     engine = _engine_for(settings, name)
     with structlog.contextvars.bound_contextvars(account=name):
         try:
-            record = engine.bootstrap(text)
+            record = admin.bootstrap(engine.context, text)
         except AccessDenied as exc:
             if exc.status == 401:
                 log.error(
@@ -274,7 +274,7 @@ def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
         if not settings.dry_run and not lease.acquire():
             # A running daemon holds the account: ask it, through the state record, to rotate
             # at its next check (within ROTATOR_CHECK_INTERVAL).
-            _engines(settings, store)[name].request_rotation(credential)
+            admin.request_rotation(_engines(settings, store)[name].context, credential)
             print(json.dumps({"event": "rotate.requested", "account": name, "kind": credential}))
             return 0
         try:
@@ -304,37 +304,26 @@ def cmd_plan(settings: Settings, *, as_json: bool) -> int:
     return 0
 
 
-def status_of(settings: Settings, engine: Engine) -> dict[str, Any]:
-    """One account's status, JSON-safe and free of secrets."""
-    name = engine.account.name
-    state = engine.load_state()
-    now = datetime.now(UTC)
-    entry: dict[str, Any] = {"account": name, "key_cap": settings.key_cap}
-    signer = state.signer()
-    if signer is not None:
-        from rotator.core import keys
-
-        signer_key = keys.load_private(signer.private_key)
-        registry = engine.registry_factory(engine.account.hash, signer_key)
-        try:
-            entry["keys_at_encord"] = len(registry.list_keys())
-        except RotatorError as exc:
-            entry["keys_at_encord"] = None
-            entry["encord_error"] = str(exc)
-        finally:
-            registry.close()
-    for kind in settings.key_kinds:
-        ks = state.kind(kind)
+def status_of(engine: Engine) -> dict[str, Any]:
+    """One account's status (:func:`rotator.core.admin.status`), JSON-safe and free of
+    secrets."""
+    st = admin.status(engine.context)
+    entry: dict[str, Any] = {"account": st.account, "key_cap": st.key_cap}
+    if st.asked_encord:
+        entry["keys_at_encord"] = st.keys_at_encord
+        if st.encord_error is not None:
+            entry["encord_error"] = st.encord_error
+    for kind, ks in st.kinds.items():
         k: dict[str, Any] = {}
         if ks.current is not None:
             k.update(
                 key_id=ks.current.key_id,
-                age=format_duration(max(now - ks.current.issued_at, now - now)),
-                expires_in=format_duration(max(ks.current.expires_at - now, now - now)),
+                age=format_duration(ks.current.age),
+                expires_in=format_duration(ks.current.expires_in),
                 expires_at=ks.current.expires_at.isoformat(),
             )
-        k["retiring"] = [r.key_id for r in ks.retiring]
-        k["pending"] = ks.pending.phase if ks.pending else None
+        k["retiring"] = list(ks.retiring)
+        k["pending"] = ks.pending
         if ks.last is not None:
             k["last_rotation"] = {
                 "outcome": ks.last.outcome,
@@ -342,13 +331,13 @@ def status_of(settings: Settings, engine: Engine) -> dict[str, Any]:
                 "reason": ks.last.reason,
             }
         entry[kind] = k
-    if state.bearer is not None:
-        entry["bearer-token"] = {"expires_at": state.bearer.expires_at.isoformat()}
+    if st.bearer_expires_at is not None:
+        entry["bearer-token"] = {"expires_at": st.bearer_expires_at.isoformat()}
     return entry
 
 
 def cmd_status(settings: Settings, *, as_json: bool) -> int:
-    out = [status_of(settings, engine) for engine in _engines(settings).values()]
+    out = [status_of(engine) for engine in _engines(settings).values()]
     if as_json:
         print(json.dumps({"event": "status", "accounts": out}))
         return 0

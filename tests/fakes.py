@@ -1,7 +1,7 @@
 """In-memory fakes of the engine's outside world: Vault KV v2, Encord, a clock.
 
 Every outside call the engine makes goes through one shared :class:`Calls` counter, so a test
-can stop the engine after the N-th call (:class:`~rotator.core.engine.SimulatedCrash`) or make a
+can stop the engine after the N-th call (:class:`~tests.crash.SimulatedCrash`) or make a
 call fail transiently, whichever fake it lands on. The fakes keep everything they ever held
 (every Vault version, every key created or deleted, with the global call number and the fake
 time) so the tests can check the protocol's invariants over the whole history.
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rotator.core import keys
-from rotator.core.engine import Engine, SimulatedCrash
+from rotator.core import admin, keys
+from rotator.core.engine import Engine
 from rotator.core.errors import (
     AccessDenied,
     AmbiguousWrite,
@@ -33,11 +33,13 @@ from rotator.core.errors import (
 )
 from rotator.core.keys import KeyPair
 from rotator.core.policy import Policy
+from rotator.core.ports import AwaitingPerson
 from rotator.core.state import STATE_NAME, AccountState, from_dict
-from rotator.core.vocab import Account, BearerToken, GeneratedKey, Origin, RemoteKey
+from rotator.core.vocab import Account, BearerToken, GeneratedKey, KnownKey, Origin, RemoteKey
 from rotator.dev.sandbox.seed import Role
 from rotator.dev.sandbox.store import Account as SandboxAccount
 from rotator.dev.sandbox.store import Refused, Store, may_manage
+from tests.crash import SimulatedCrash
 
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 ACCOUNT = Account("alpha", "sa-alpha")
@@ -451,13 +453,14 @@ class FakeRegistry:
         enc.calls.before(f"encord.{call}", RegistryUnavailable)
         enc._admit(call, self.account, self.signer.key_id)
 
-    def list_keys(self) -> list[RemoteKey]:
+    def list_keys(self, known: Sequence[KnownKey] = ()) -> list[RemoteKey]:
+        """Every key of the account (the fake lists, like the API: ``known`` is not needed)."""
         self._enter("list_keys")
         listed = self.encord.keys_of(self.account)
         self.encord.calls.after("encord.list_keys")
         return listed
 
-    def upload_key(self, title: str, public_line: str) -> RemoteKey:
+    def upload_key(self, title: str, public_line: str) -> RemoteKey | AwaitingPerson:
         self._enter("upload_key")
         enc = self.encord
         enc._check_room(self.account, public_line)
@@ -470,7 +473,7 @@ class FakeRegistry:
             raise AmbiguousWrite("fake Encord upload_key: answer lost and the list unavailable")
         return key
 
-    def generate_key(self, title: str) -> GeneratedKey:
+    def generate_key(self, title: str) -> GeneratedKey | AwaitingPerson:
         self._enter("generate_key")
         enc = self.encord
         enc._check_room(self.account, None)
@@ -483,7 +486,7 @@ class FakeRegistry:
             raise AmbiguousWrite("fake Encord generate_key: answer lost")
         return GeneratedKey(key=key, private_openssh=pair.private_openssh)
 
-    def delete_key(self, key_hash: str) -> None:
+    def delete_key(self, key_hash: str) -> AwaitingPerson | None:
         self._enter("delete_key")
         enc = self.encord
         key = enc._delete(self.account, key_hash)
@@ -491,6 +494,7 @@ class FakeRegistry:
             KeyEvent(self.account, key.key_id, key.title, enc.clock(), enc.calls.count + 1)
         )
         enc.calls.after("encord.delete_key")
+        return None
 
     def verify(self, key: KeyPair) -> None:
         """A whoami signed by ``key`` (not by the registry's signer)."""
@@ -581,7 +585,7 @@ class World:
 
 def make_world(policy: Policy | None = None, *, cap: int = 5, bootstrap: bool = True) -> World:
     """Fakes for account ``alpha`` (hash ``sa-alpha``) with an admin-made key registered and,
-    unless ``bootstrap=False``, adopted through ``Engine.bootstrap``."""
+    unless ``bootstrap=False``, adopted through :func:`rotator.core.admin.bootstrap`."""
     clock = FakeClock()
     calls = Calls()
     store = FakeStore(clock, calls)
@@ -594,5 +598,5 @@ def make_world(policy: Policy | None = None, *, cap: int = 5, bootstrap: bool = 
         clock=clock, calls=calls, store=store, encord=encord, policy=policy, bootstrap_key=admin_key
     )
     if bootstrap:
-        world.engine().bootstrap(admin_key.private_openssh)
+        admin.bootstrap(world.engine().context, admin_key.private_openssh)
     return world

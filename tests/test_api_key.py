@@ -10,6 +10,7 @@ from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.encord.signing import EncordAuth
 from rotator.adapters.vault import VaultStore
 from rotator.core import keys
+from rotator.core.admin import bootstrap
 from rotator.core.engine import Engine
 from rotator.core.policy import Policy
 from rotator.core.vocab import Account
@@ -57,7 +58,7 @@ def test_api_key_is_generated_stored_and_works(
     handle = make_sandbox()
     clock = Clock()
     engine = make_engine(vault_store, handle.url, clock, cap=4)
-    engine.bootstrap(handle.bootstrap_key_file.read_text())
+    bootstrap(engine.context, handle.bootstrap_key_file.read_text())
     result = engine.check()
     assert ("api-key", "rotated") in result.rotations
     key_id, private = newest_key(vault_store, "api-key")
@@ -74,7 +75,7 @@ def test_both_kinds_share_the_cap_with_a_human_key(
     handle = make_sandbox()
     clock = Clock()
     engine = make_engine(vault_store, handle.url, clock, cap=4)
-    engine.bootstrap(handle.bootstrap_key_file.read_text())
+    bootstrap(engine.context, handle.bootstrap_key_file.read_text())
     engine.check()  # creates the api-key: 2 keys
     human = keys.generate()
     admin = EncordClient(

@@ -17,7 +17,7 @@ a key it does not own.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,11 +27,19 @@ import pytest
 from structlog.testing import capture_logs
 
 from rotator.core import keys
-from rotator.core.engine import CheckResult, Engine, SimulatedCrash
-from rotator.core.errors import AmbiguousWrite, RegistryUnavailable, RotatorError, TransientError
+from rotator.core.engine import CheckResult, Engine
+from rotator.core.errors import (
+    AccessDenied,
+    AmbiguousWrite,
+    RegistryUnavailable,
+    RotatorError,
+    TransientError,
+)
 from rotator.core.policy import Blocked, Rotate, Wait, owned_title_prefix
+from rotator.core.ports import AwaitingPerson
 from rotator.core.state import STATE_NAME, AccountState, from_dict
-from rotator.core.vocab import KEY_KINDS, RemoteKey
+from rotator.core.vocab import KEY_KINDS, KnownKey, RemoteKey
+from tests.crash import SimulatedCrash
 from tests.fakes import FakeRegistry, World, default_policy, make_world
 
 PREFIX = owned_title_prefix("alpha")
@@ -486,8 +494,8 @@ def test_cap_reached_at_encord_after_listing_is_blocked_not_failed() -> None:
         registry = world.encord.registry(account_hash, signer)
         listing = registry.list_keys
 
-        def list_then_humans_arrive() -> list[RemoteKey]:
-            listed = listing()
+        def list_then_humans_arrive(known: Sequence[KnownKey] = ()) -> list[RemoteKey]:
+            listed = listing(known)
             while len(world.encord.keys_of(account_hash)) < 5:
                 world.add_foreign_key("racing human")
             return listed
@@ -571,6 +579,82 @@ def test_api_key_deleted_by_human_is_replaced() -> None:
     assert Rotate("api-key", "current_missing_at_encord") in result.actions
     data = world.store.latest("alpha/api-key")
     assert data is not None and world.encord.authenticates("sa-alpha", data["private_key"])
+
+
+class PersonAtTheUI(FakeRegistry):
+    """The manual registrar's contract over the fake Encord: no listing (the keys the record
+    knows are probed, each with a whoami signed by itself), and a person adds and deletes."""
+
+    def list_keys(self, known: Sequence[KnownKey] = ()) -> list[RemoteKey]:
+        found = []
+        for k in known:
+            try:
+                self.verify(keys.load_private(k.private_openssh))
+            except AccessDenied:
+                continue
+            hash_ = k.key_hash or f"manual:{k.key_id[:16]}"
+            found.append(RemoteKey(hash_, k.key_id, k.title, k.public_key, k.origin, k.created_at))
+        return found
+
+    def upload_key(self, title: str, public_line: str) -> RemoteKey | AwaitingPerson:
+        return AwaitingPerson("add this public key in the UI")
+
+    def delete_key(self, key_hash: str) -> AwaitingPerson | None:
+        return AwaitingPerson("delete this key in the UI")
+
+
+def test_a_person_registering_and_deleting_is_asked_then_polled() -> None:
+    """A registrar that answers 'a person must do it' is asked again at every check (the
+    intent stays), the new key is promoted once the person added it, and the old key stays
+    retiring, asked for, until the person deleted it; only public halves are logged."""
+    world = make_world()
+    old = world.bootstrap_key
+    assert old is not None
+    engine = Engine(
+        account=world.account,
+        store=world.store,
+        registry_factory=lambda h, signer: PersonAtTheUI(world.encord, h, signer),
+        policy=world.policy,
+        clock=world.clock,
+        sleep=world.clock.sleep,
+    )
+    with capture_logs() as events:
+        asked = [engine.check(force=frozenset({"ssh-key"})), engine.check()]
+        assert all("awaiting_registration" in r.outcomes for r in asked)
+        pending = world.state().kind("ssh-key").pending
+        assert pending is not None and pending.phase == "intent" and pending.public_key
+        asks = [e for e in events if e["event"] == "key.registration_required"]
+        assert len(asks) == 2 and asks[0] == {
+            "event": "key.registration_required",
+            "log_level": "warning",
+            "kind": "ssh-key",
+            "key_id": pending.key_id,
+            "public_key": pending.public_key,
+            "title": pending.title,
+            "account_hash": "sa-alpha",
+            "hint": "add this public key in the UI",
+        }
+        assert world.encord.key_ids("sa-alpha") == {old.key_id}
+        world.encord.add_key("sa-alpha", pending.public_key, "added by hand")
+        done = engine.check()
+        assert "rotated" in done.outcomes
+        current = world.state().kind("ssh-key").current
+        assert current is not None and current.key_id == pending.key_id
+        assert current.key_hash == f"manual:{current.key_id[:16]}"
+        consumer = world.store.latest("alpha/ssh-key")
+        assert consumer is not None and consumer["key_id"] == current.key_id
+
+        world.clock.advance(world.policy.grace + MIN)
+        for _ in range(2):
+            assert "awaiting_revocation" in engine.check().outcomes
+        revokes = [e for e in events if e["event"] == "key.revocation_required"]
+        assert len(revokes) == 2 and revokes[0]["key_id"] == old.key_id
+        assert revokes[0]["hint"] == "delete this key in the UI"
+        assert [k.key_id for k in world.state().kind("ssh-key").retiring] == [old.key_id]
+        world.encord.remove_key("sa-alpha", old.key_id)
+        assert "forgotten" in engine.check().outcomes
+        assert world.state().kind("ssh-key").retiring == ()
+    assert_no_secret_logged(world, events)
 
 
 def test_verification_failure_deletes_key_and_records_failed() -> None:
@@ -792,9 +876,7 @@ class Run:
     calls: int
 
 
-def _play(
-    scenario: str, *, crash_hook: int | None = None, crash_call: int | None = None
-) -> Run:
+def _play(scenario: str, *, crash_hook: int | None = None, crash_call: int | None = None) -> Run:
     """Play a scenario to rest; stop the engine at the n-th hook step or outside call once."""
     make, script = SCENARIOS[scenario]
     world = make()

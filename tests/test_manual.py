@@ -7,6 +7,7 @@ from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from rotator.adapters.encord.client import EncordClient
@@ -14,7 +15,9 @@ from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.encord.signing import EncordAuth
 from rotator.adapters.vault import VaultStore
 from rotator.core import keys
+from rotator.core.admin import bootstrap, status
 from rotator.core.engine import Engine
+from rotator.core.errors import AccessDenied
 from rotator.core.policy import Policy
 from rotator.core.vocab import Account
 from tests.e2e import sdk_authenticates
@@ -38,12 +41,7 @@ def events(logs: list[MutableMapping[str, Any]], name: str) -> list[MutableMappi
     return [e for e in logs if e["event"] == name]
 
 
-def test_manual_mode_asks_a_person_and_polls_until_done(
-    vault_store: VaultStore, sandbox: SandboxHandle
-) -> None:
-    """Register/revoke requests are logged each check (public line only); the key is promoted
-    once the admin added it, and the old key is forgotten only after its 401."""
-    clock = Clock()
+def manual_engine(store: VaultStore, url: str, clock: Clock) -> Engine:
     policy = Policy(
         key_ttl=timedelta(days=90),
         rotate_before=timedelta(days=14),
@@ -52,16 +50,25 @@ def test_manual_mode_asks_a_person_and_polls_until_done(
         kinds=("ssh-key",),
         bearer=True,
     )
-    engine = Engine(
+    return Engine(
         account=Account("alpha", "sa-alpha"),
-        store=vault_store,
-        registry_factory=registry_factory(sandbox.url, manual=True),
+        store=store,
+        registry_factory=registry_factory(url, manual=True),
         policy=policy,
         clock=clock,
         sleep=lambda s: None,
     )
+
+
+def test_manual_mode_asks_a_person_and_polls_until_done(
+    vault_store: VaultStore, sandbox: SandboxHandle
+) -> None:
+    """Register/revoke requests are logged each check (public line only); the key is promoted
+    once the admin added it, and the old key is forgotten only after its 401."""
+    clock = Clock()
+    engine = manual_engine(vault_store, sandbox.url, clock)
     bootstrap_text = sandbox.bootstrap_key_file.read_text()
-    old = engine.bootstrap(bootstrap_text)
+    old = bootstrap(engine.context, bootstrap_text)
     admin = EncordClient(sandbox.url, EncordAuth(keys.load_private(bootstrap_text)))
     with capture_logs() as logs:
         first = engine.check(force=frozenset({"ssh-key"}))
@@ -72,6 +79,7 @@ def test_manual_mode_asks_a_person_and_polls_until_done(
     public_line = asks[0]["public_key"]
     assert public_line.startswith("ssh-ed25519 ") and asks[1]["public_key"] == public_line
     assert len(sandbox.sandbox.keys("alpha")) == 1, "rotator itself registered nothing"
+    assert status(engine.context).keys_at_encord == 1, "the keys it knows that authenticate"
     v = vault_store.read("alpha/ssh-key")
     assert v is not None and v.data is not None and v.data["key_id"] == old.key_id
 
@@ -103,3 +111,15 @@ def test_manual_mode_asks_a_person_and_polls_until_done(
     admin.close()
     new_admin.close()
     assert_no_secrets(repr(SEEN), "manual-mode log events")
+
+
+def test_manual_bootstrap_refuses_a_key_encord_does_not_know(
+    vault_store: VaultStore, sandbox: SandboxHandle
+) -> None:
+    """Without a listing, a key that does not authenticate is refused as the API registrar
+    refuses it (401, ``bootstrap.refused`` in the CLI) and nothing is written."""
+    engine = manual_engine(vault_store, sandbox.url, Clock())
+    with pytest.raises(AccessDenied) as info:
+        bootstrap(engine.context, keys.generate().private_openssh)
+    assert info.value.status == 401
+    assert vault_store.read("alpha/state") is None and vault_store.read("alpha/ssh-key") is None

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from rotator.adapters.encord.client import RetryPolicy
 from rotator.adapters.encord.registry import registry_factory
+from rotator.core.admin import bootstrap
 from rotator.core.engine import CheckResult
 from rotator.core.errors import ConfigError
 from rotator.core.policy import Blocked
@@ -530,7 +531,7 @@ def test_daemon_serves_health_readiness_and_metrics_through_an_outage(
     settings = from_env(base_env(openbao, vault_prefix, handle.url))
     quick = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.1)
     daemon = Daemon(settings, factory=registry_factory(handle.url, retry=quick))
-    daemon.engines["alpha"].bootstrap(handle.bootstrap_key_file.read_text())
+    bootstrap(daemon.engines["alpha"].context, handle.bootstrap_key_file.read_text())
     health = daemon.health["alpha"]
     texts: list[str] = []
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from rotator.core import keys
 from rotator.core.errors import CorruptState
 from rotator.core.state import (
     AccountState,
@@ -20,81 +18,11 @@ from rotator.core.state import (
     KindState,
     LastRun,
     Pending,
-    Phase,
     from_dict,
     public_view,
     to_dict,
 )
-from rotator.core.vocab import KEY_KINDS
-
-# A handful of real private keys, made once: generating one per example would be slow.
-PRIVATE = [keys.generate(comment=f"k{i}").private_openssh for i in range(4)]
-
-times = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-).map(lambda d: d.replace(microsecond=0))
-text = st.text(min_size=1, max_size=20)
-ids = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
-private = st.sampled_from(PRIVATE)
-PHASES: tuple[Phase, ...] = ("intent", "registered")
-
-
-@st.composite
-def key_records(draw: st.DrawFn, *, retiring: bool = False) -> KeyRecord:
-    issued = draw(times)
-    return KeyRecord(
-        key_id=draw(ids),
-        key_hash=draw(text),
-        public_key=draw(text),
-        title=draw(text),
-        origin=draw(st.sampled_from(["uploaded", "generated"])),
-        issued_at=issued,
-        expires_at=issued + timedelta(days=draw(st.integers(1, 400))),
-        private_key=draw(private),
-        retire_after=draw(times) if retiring else draw(st.none() | times),
-    )
-
-
-@st.composite
-def pendings(draw: st.DrawFn) -> Pending:
-    phase: Phase = draw(st.sampled_from(PHASES))
-    full = phase == "registered"
-    return Pending(
-        phase=phase,
-        title=draw(text),
-        reason=draw(text),
-        started_at=draw(times),
-        key_id=draw(ids) if full else draw(st.none() | ids),
-        public_key=draw(st.none() | text),
-        key_hash=draw(st.none() | text),
-        private_key=draw(private) if full else draw(st.none() | private),
-    )
-
-
-last_runs = st.builds(
-    LastRun,
-    outcome=text,
-    at=times,
-    reason=text,
-    key_id=st.none() | ids,
-    error=st.none() | text,
-)
-
-kind_states = st.builds(
-    KindState,
-    current=st.none() | key_records(),
-    retiring=st.lists(key_records(retiring=True), max_size=3).map(tuple),
-    pending=st.none() | pendings(),
-    last=st.none() | last_runs,
-    last_success=st.none() | times,
-)
-
-account_states = st.builds(
-    AccountState,
-    kinds=st.dictionaries(st.sampled_from(KEY_KINDS), kind_states, max_size=2),
-    bearer=st.none() | st.builds(BearerState, issued_at=times, expires_at=times, minted_with=ids),
-    version=st.integers(0, 1000),
-)
+from tests.strategies import PRIVATE, account_states
 
 
 @settings(max_examples=150)

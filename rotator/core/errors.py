@@ -10,7 +10,6 @@
     │   └── RegistryUnavailable
     │       └── AmbiguousWrite   a write whose answer was lost: it may or may not have happened
     ├── StoreConflict        check-and-set mismatch: someone else moved first; re-read
-    ├── OperatorActionRequired  manual registrar: a person must add or delete a key
     └── PermanentError       retrying will not help: alert, do not hammer
         ├── AccessDenied     401/403 from Vault or Encord
         ├── NotFound         404 from Encord
@@ -92,11 +91,6 @@ class AmbiguousWrite(RegistryUnavailable):
 
 class StoreConflict(RotatorError):
     """A check-and-set write lost: another writer moved first."""
-
-
-class OperatorActionRequired(RotatorError):
-    """Manual registration: Encord's key management is not exposed to rotator, so a person
-    must add (or delete) the key in the Encord UI; rotator polls until it sees it done."""
 
 
 class PermanentError(RotatorError):

@@ -4,21 +4,42 @@ the core never learns which it was given."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from rotator.core.keys import KeyPair
-from rotator.core.vocab import BearerToken, GeneratedKey, RemoteKey
+from rotator.core.vocab import BearerToken, GeneratedKey, KnownKey, RemoteKey
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingPerson:
+    """A registrar's answer when it cannot make a change itself (the manual registrar): a
+    person must, in the Encord UI. ``hint`` says what to do. The core asks again at every
+    check and learns that it was done from the next listing."""
+
+    hint: str
 
 
 class Registry(Protocol):
-    """Encord key management for one service account, signed by one key."""
+    """Encord key management for one service account, signed by one key.
 
-    def list_keys(self) -> list[RemoteKey]: ...
-    def upload_key(self, title: str, public_line: str) -> RemoteKey: ...
-    def generate_key(self, title: str) -> GeneratedKey: ...
-    def delete_key(self, key_hash: str) -> None: ...
+    Registering and deleting answer :class:`AwaitingPerson` when a person must do it instead.
+    """
+
+    def list_keys(self, known: Sequence[KnownKey]) -> list[RemoteKey]:
+        """The account's keys. A registrar that cannot list answers with those of ``known``
+        (the keys the state record holds) that are still at Encord."""
+        ...
+
+    def upload_key(self, title: str, public_line: str) -> RemoteKey | AwaitingPerson: ...
+    def generate_key(self, title: str) -> GeneratedKey | AwaitingPerson: ...
+
+    def delete_key(self, key_hash: str) -> AwaitingPerson | None:
+        """None once deleted; NotFound if Encord has no such key."""
+        ...
+
     def verify(self, key: KeyPair) -> None: ...
     def bearer_token(self) -> BearerToken: ...
     def close(self) -> None: ...

@@ -100,6 +100,24 @@ class GeneratedKey:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownKey:
+    """A key the state record knows, with its private half: what a registrar that cannot list
+    (the manual one) probes to learn whether it is still at Encord. ``key_hash`` is None for a
+    key not registered yet, as far as the record knows."""
+
+    key_id: str
+    key_hash: str | None
+    title: str
+    public_key: str
+    origin: Origin
+    created_at: datetime
+    private_openssh: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "created_at", utc(self.created_at))
+
+
+@dataclass(frozen=True, slots=True)
 class BearerToken:
     """A bearer token minted by Encord; the token text never shows in ``repr``."""
 

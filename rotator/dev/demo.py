@@ -19,7 +19,7 @@ import structlog
 
 from rotator.adapters.encord.client import EncordClient, RetryPolicy
 from rotator.adapters.encord.signing import EncordAuth
-from rotator.core import keys
+from rotator.core import admin, keys
 from rotator.core.errors import RotatorError
 from rotator.dev.openbao import OpenBaoDev
 from rotator.dev.sandbox import Sandbox
@@ -129,7 +129,8 @@ def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
         wait_for_vault(store)
         daemon = Daemon(settings, store=store)
         with structlog.contextvars.bound_contextvars(account=ACCOUNT):
-            record = daemon.engines[ACCOUNT].bootstrap(bootstrap_file.read_text(encoding="utf-8"))
+            text = bootstrap_file.read_text(encoding="utf-8")
+            record = admin.bootstrap(daemon.engines[ACCOUNT].context, text)
         log.info("demo.bootstrapped", key_id=record.key_id)
         consumer = threading.Thread(
             target=_consumer, args=(store, sandbox.url, stop), name="consumer", daemon=True

@@ -1,18 +1,21 @@
-"""The engine's :class:`~rotator.core.engine.Registry` over the real Encord API (Part 2)."""
+"""The core's :class:`~rotator.core.ports.Registry` over the real Encord API (Part 2), and
+over a person at the Encord UI (:class:`ManualRegistry`)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import httpx
 
 from rotator.adapters.encord.client import EncordClient, RetryPolicy
 from rotator.adapters.encord.signing import EncordAuth
-from rotator.core.errors import OperatorActionRequired
+from rotator.core import keys
+from rotator.core.errors import AccessDenied
 from rotator.core.keys import KeyPair
-from rotator.core.vocab import BearerToken, GeneratedKey, RemoteKey
+from rotator.core.ports import AwaitingPerson
+from rotator.core.vocab import BearerToken, GeneratedKey, KnownKey, RemoteKey
 
 
 class EncordRegistry:
@@ -25,17 +28,19 @@ class EncordRegistry:
     def __repr__(self) -> str:
         return f"EncordRegistry(account_hash={self.account_hash!r}, client={self._client!r})"
 
-    def list_keys(self) -> list[RemoteKey]:
+    def list_keys(self, known: Sequence[KnownKey] = ()) -> list[RemoteKey]:
+        """Every key of the account, as Encord lists them (``known`` is not needed)."""
         return self._client.list_keys(self.account_hash)
 
-    def upload_key(self, title: str, public_line: str) -> RemoteKey:
+    def upload_key(self, title: str, public_line: str) -> RemoteKey | AwaitingPerson:
         return self._client.upload_key(self.account_hash, title, public_line)
 
-    def generate_key(self, title: str) -> GeneratedKey:
+    def generate_key(self, title: str) -> GeneratedKey | AwaitingPerson:
         return self._client.generate_key(self.account_hash, title)
 
-    def delete_key(self, key_hash: str) -> None:
+    def delete_key(self, key_hash: str) -> AwaitingPerson | None:
         self._client.delete_key(self.account_hash, key_hash)
+        return None
 
     def verify(self, key: KeyPair) -> None:
         """A signed whoami with ``key`` (not the signer): AccessDenied(401) if it is unknown."""
@@ -53,22 +58,45 @@ class ManualRegistry(EncordRegistry):
     """For workspaces whose Encord does not expose key management to rotator
     (``ROTATOR_REGISTRAR=manual``): a person adds and deletes keys in the Encord UI.
 
-    Listing, uploading, generating and deleting raise :class:`OperatorActionRequired`; the
-    engine then logs what the person must do and polls with signed whoami calls. Verifying
-    a key and minting bearer tokens work as usual (Part 1 of the API).
+    Registering and deleting answer :class:`AwaitingPerson` (the core logs what the person
+    must do and asks again at every check). Listing is not available either: the keys the
+    state record knows are probed instead, each with a whoami signed by itself, and those
+    that still authenticate are the account's keys as far as rotator can tell. Verifying a
+    key and minting bearer tokens work as usual (Part 1 of the API).
     """
 
-    def list_keys(self) -> list[RemoteKey]:
-        raise OperatorActionRequired("manual registrar: rotator cannot list keys")
+    def list_keys(self, known: Sequence[KnownKey] = ()) -> list[RemoteKey]:
+        """The keys of ``known`` that still authenticate. One not registered yet, as far as
+        the record knows, has no key hash: it gets a placeholder, ``manual:<key id>``."""
+        found: list[RemoteKey] = []
+        for k in known:
+            try:
+                self.verify(keys.load_private(k.private_openssh))
+            except AccessDenied as exc:
+                if exc.status != 403:  # 403: authenticated, only not allowed the probe call
+                    continue  # 401: not (or no longer) registered
+            found.append(
+                RemoteKey(
+                    key_hash=k.key_hash or f"manual:{k.key_id[:16]}",
+                    key_id=k.key_id,
+                    title=k.title,
+                    public_key=k.public_key,
+                    origin=k.origin,
+                    created_at=k.created_at,
+                )
+            )
+        return found
 
-    def upload_key(self, title: str, public_line: str) -> RemoteKey:
-        raise OperatorActionRequired("manual registrar: a person must add the key")
+    def upload_key(self, title: str, public_line: str) -> RemoteKey | AwaitingPerson:
+        return AwaitingPerson("add this public key to the service account in the Encord UI")
 
-    def generate_key(self, title: str) -> GeneratedKey:
-        raise OperatorActionRequired("manual registrar: Encord-generated keys are not available")
+    def generate_key(self, title: str) -> GeneratedKey | AwaitingPerson:
+        return AwaitingPerson(
+            "Encord-generated keys are not available with the manual registrar; keep ssh-key only"
+        )
 
-    def delete_key(self, key_hash: str) -> None:
-        raise OperatorActionRequired("manual registrar: a person must delete the key")
+    def delete_key(self, key_hash: str) -> AwaitingPerson | None:
+        return AwaitingPerson("delete this key from the service account in the Encord UI")
 
 
 class _Pooled:

@@ -1,0 +1,127 @@
+"""PURE transitions of the state record: ``AccountState -> AccountState``, no I/O, no clock.
+
+Each step of the rotation protocol is one of these followed by one check-and-set write of
+the result (the engine's job). A rotation of one kind moves through them in order::
+
+    begin (intent) -> registered -> promote + finish ("rotated")
+                   \\-> finish ("failed", "rolled_back", "blocked_by_cap": the intent dropped)
+
+and a retiring key leaves the record by :func:`drop_retiring` (revoked, or found gone).
+:func:`bootstrapped` shares :func:`promote` with a rotation: the same retiring-key and grace
+rule, written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from rotator.core.state import AccountState, BearerState, KeyRecord, LastRun, Pending
+from rotator.core.vocab import Outcome, RemoteKey
+
+
+def ceil_second(t: datetime) -> datetime:
+    """A deadline as the record keeps it (RFC 3339, whole seconds): rounded up, never down,
+    so truncation can never end a grace period early."""
+    whole = t.replace(microsecond=0)
+    return whole if whole == t else whole + timedelta(seconds=1)
+
+
+def begin(state: AccountState, kind: str, intent: Pending) -> AccountState:
+    """Record the write-ahead intent of a new rotation (before Encord is called)."""
+    ks = state.kind(kind)
+    if ks.pending is not None:
+        raise ValueError(f"a {kind} rotation is in flight already")
+    if intent.phase != "intent":
+        raise ValueError("a rotation begins with an intent")
+    return state.with_kind(kind, replace(ks, pending=intent))
+
+
+def registered(state: AccountState, kind: str, key: RemoteKey, private_key: str) -> AccountState:
+    """Encord holds the intent's key: record it (and its private half) as registered."""
+    ks = state.kind(kind)
+    if ks.pending is None:
+        raise ValueError(f"no {kind} rotation in flight")
+    pending = replace(
+        ks.pending,
+        phase="registered",
+        key_id=key.key_id,
+        key_hash=key.key_hash,
+        public_key=key.public_key,
+        private_key=private_key,
+    )
+    return state.with_kind(kind, replace(ks, pending=pending))
+
+
+def promote(
+    state: AccountState, kind: str, record: KeyRecord, *, at: datetime, grace: timedelta
+) -> AccountState:
+    """``record`` becomes the current key of ``kind``, as of ``at`` (when consumers got it).
+
+    The previous current key, if another, starts retiring: its grace ends at ``at + grace``,
+    rounded up to the record's whole seconds. Every earlier retiring key stays as it was; the
+    new key is never among them. A rotation in flight is left alone: :func:`finish` ends the
+    rotation that promoted, and a bootstrap leaves another rotation to be resumed (its key may
+    be the newest version some consumer read).
+    """
+    ks = state.kind(kind)
+    retiring = [k for k in ks.retiring if k.key_id != record.key_id]
+    if ks.current is not None and ks.current.key_id != record.key_id:
+        retiring.append(replace(ks.current, retire_after=ceil_second(at + grace)))
+    return state.with_kind(kind, replace(ks, current=record, retiring=tuple(retiring)))
+
+
+def finish(state: AccountState, kind: str, last: LastRun) -> AccountState:
+    """A rotation attempt of ``kind`` ended as ``last`` says: the intent is dropped, and a
+    rotation asked for by ``rotator rotate`` is answered."""
+    ks = state.kind(kind)
+    new = replace(ks, last=last, pending=None)
+    if last.outcome == Outcome.ROTATED:
+        new = replace(new, last_success=last.at)
+    answered = replace(state, requested=state.requested - {kind})
+    return answered.with_kind(kind, new)
+
+
+def blocked(
+    state: AccountState, kind: str, reason: str, *, detail: str, at: datetime
+) -> AccountState:
+    """A rotation of ``kind`` may not start (``reason``: ``blocked_by_cap``,
+    ``not_bootstrapped``). Recorded once, not at every check: the state comes back unchanged
+    when the last attempt already says so and no ``rotator rotate`` waits for an answer."""
+    ks = state.kind(kind)
+    asked = kind in state.requested
+    if not asked and ks.last is not None and ks.last.outcome == reason:
+        return state
+    last = LastRun(outcome=reason, at=at, reason=reason, error=detail or None)
+    answered = replace(state, requested=state.requested - {kind})
+    return answered.with_kind(kind, replace(ks, last=last))
+
+
+def drop_retiring(state: AccountState, kind: str, key_id: str) -> AccountState:
+    """A retiring key leaves the record: revoked at Encord, or found gone there."""
+    ks = state.kind(kind)
+    kept = tuple(k for k in ks.retiring if k.key_id != key_id)
+    return state.with_kind(kind, replace(ks, retiring=kept))
+
+
+def bootstrapped(
+    state: AccountState, kind: str, record: KeyRecord, *, at: datetime, grace: timedelta
+) -> AccountState:
+    """An admin's key adopted as the current key of ``kind``: promoted as a rotation's would
+    be, and recorded as the last outcome (``bootstrapped``)."""
+    promoted = promote(state, kind, record, at=at, grace=grace)
+    ks = promoted.kind(kind)
+    last = LastRun(
+        outcome=Outcome.BOOTSTRAPPED.value, at=at, reason="bootstrap", key_id=record.key_id
+    )
+    return promoted.with_kind(kind, replace(ks, last=last))
+
+
+def bearer_minted(state: AccountState, bearer: BearerState) -> AccountState:
+    """A bearer token was written to Vault."""
+    return replace(state, bearer=bearer)
+
+
+def request(state: AccountState, kind: str) -> AccountState:
+    """``rotator rotate`` asks the replica holding the account to rotate ``kind``."""
+    return replace(state, requested=state.requested | {kind})
