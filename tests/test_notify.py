@@ -35,6 +35,9 @@ PUBLIC = keys.generate("rotator-test").public_line
 KEY_ID = "9f" * 32
 # Short deadlines keep the suite quick; the behaviour is the same at 5 s.
 FAST = NotifyBounds(deadline_seconds=1.0, attempts=3, backoff_seconds=0.05)
+# An enqueue that waited for delivery would take at least one deadline; half of one tells
+# "returned at once" apart from that even on a loaded machine (this is no speed goal).
+NOT_BLOCKED = FAST.deadline_seconds / 2
 SLACK = 0.5  # scheduling slack on a busy machine
 
 
@@ -203,7 +206,7 @@ def test_a_message_arrives_with_its_fields(
     notifier = notifiers(rx.url, service="rotator-prod")
     with capture_logs() as logs:
         queued, took = ask(notifier)
-        assert queued and took < 0.1
+        assert queued and took < NOT_BLOCKED
         assert notifier.flush(5)
     [message] = rx.messages()
     assert message == {
@@ -303,9 +306,9 @@ def test_a_receiver_that_is_down_hangs_or_drips_never_holds_anyone(
     with capture_logs() as logs:
         started = time.monotonic()
         queued, took = ask(notifier)
-        assert queued and took < 0.1
+        assert queued and took < NOT_BLOCKED
         # Further messages queue behind it without waiting either.
-        assert all(ask(notifier, key_id=f"k{i}")[1] < 0.1 for i in range(3))
+        assert all(ask(notifier, key_id=f"k{i}")[1] < NOT_BLOCKED for i in range(3))
         assert notifier.flush(4 * FAST.deadline_seconds + 4 * SLACK)
         elapsed = time.monotonic() - started
     failed = events_named(logs, "notify.failed")
