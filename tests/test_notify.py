@@ -480,6 +480,13 @@ def _secrets() -> dict[str, str]:
 SECRETS = _secrets()
 
 
+@pytest.fixture(autouse=True)
+def _registered_secret() -> None:
+    """The registry of secrets is process-wide and other tests empty it (forget_secrets):
+    register the one these tests rely on afresh for each test."""
+    register_secret(SECRETS["registered"])
+
+
 @pytest.mark.parametrize("field", ["hint", "title", "key_id", "account"])
 def test_no_secret_reaches_the_receiver_or_the_logs(
     field: str, receiver: Callable[..., Receiver], notifiers: Callable[..., Notifier]
