@@ -15,10 +15,11 @@ cap. A key-creating POST is sent once, never again:
   title, since only Encord ever held the private key.
 * A POST that could not even connect was never sent: :class:`RegistryUnavailable`.
 
-Bounds (:mod:`rotator.adapters.encord.transport`): every attempt ends within
-``Bounds.attempt_seconds`` and every call, retries included, within ``Bounds.call_seconds``,
-however slowly a server drips its answer; an answer larger than ``Bounds.max_answer_bytes`` (a
-key listing: ``max_list_bytes`` over all its pages) is cut off there and refused.
+Bounds (:class:`Bounds`, enforced through :mod:`rotator.adapters.bounded_http`): every attempt
+ends within ``Bounds.attempt_seconds`` and every call, retries included, within
+``Bounds.call_seconds``, however slowly a server drips its answer; an answer larger than
+``Bounds.max_answer_bytes`` (a key listing: ``max_list_bytes`` over all its pages) is cut off
+there and refused.
 
 Errors are the house tree (:mod:`rotator.core.errors`): one-line messages naming the call and the
 status, perhaps Encord's ``code``, never a response body, Encord's ``message``, a key or a
@@ -47,10 +48,9 @@ import httpcore
 import httpx
 import structlog
 
-from rotator.adapters.encord.transport import (
+from rotator.adapters.bounded_http import (
     AnswerTooLarge,
     BoundedTransport,
-    Bounds,
     deadline,
     mounts,
     read_capped,
@@ -78,6 +78,32 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     _VERSION = "0+unknown"
 
 USER_AGENT: Final = f"rotator/{_VERSION}"
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """How long and how large an exchange with Encord may be.
+
+    ``attempt_seconds``: one HTTP attempt, from connecting to the last byte of the answer. 15 s:
+    a healthy Encord answers in well under a second, and a check must stay far inside its lease.
+    ``call_seconds``: one call with all its retries and back-off waits; a retry that could not
+    finish in time is not started. 45 s: three slow attempts at most.
+    ``max_answer_bytes``: one answer's body (each page of a key list). 1 MiB: a page of keys is
+    a few kB; the pod's memory limit is 256 MiB.
+    ``max_list_bytes``: every page of one key listing together. 4 MiB.
+    """
+
+    attempt_seconds: float = 15.0
+    call_seconds: float = 45.0
+    max_answer_bytes: int = 1 << 20
+    max_list_bytes: int = 4 << 20
+
+    def __post_init__(self) -> None:
+        if not (0 < self.attempt_seconds <= self.call_seconds):
+            raise ValueError("Bounds: need 0 < attempt_seconds <= call_seconds")
+        if not (0 < self.max_answer_bytes <= self.max_list_bytes):
+            raise ValueError("Bounds: need 0 < max_answer_bytes <= max_list_bytes")
+
+
 
 _log = structlog.get_logger(__name__)
 
