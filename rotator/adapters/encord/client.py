@@ -31,17 +31,15 @@ as a ``JSONDecodeError``'s ``doc``, could hold a body).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import random
-import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Final, Literal, Self
 from urllib.parse import quote
 
 import httpcore
@@ -55,20 +53,24 @@ from rotator.adapters.bounded_http import (
     mounts,
     read_capped,
 )
+from rotator.adapters.encord.answers import (
+    error_for,
+    generated_key,
+    key_page,
+    parse_json,
+    retry_after_of,
+    text_field,
+    uploaded_key,
+)
 from rotator.core.errors import (
-    AccessDenied,
     AmbiguousWrite,
     ConfigError,
-    KeyFormatError,
-    NotFound,
     ProtocolError,
-    RegistryRejected,
     RegistryUnavailable,
-    RotatorError,
 )
-from rotator.core.keys import key_id_of_line, load_private
+from rotator.core.keys import key_id_of_line
 from rotator.core.redaction import register_secret
-from rotator.core.vocab import BearerToken, GeneratedKey, Origin, RemoteKey, parse_rfc3339
+from rotator.core.vocab import BearerToken, GeneratedKey, RemoteKey
 
 __all__ = ["Bounds", "EncordClient", "RetryPolicy", "USER_AGENT"]
 
@@ -122,12 +124,8 @@ _RETRYABLE_ERRORS: Final = (
 _NOT_SENT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Headers that describe the body as it came over the wire, not as read_capped returns it.
 _WIRE_HEADERS: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
-_CODE_RE: Final = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-_KEY_ID_RE: Final = re.compile(r"^[0-9a-f]{64}$")
-_ORIGINS: Final[frozenset[str]] = frozenset({"uploaded", "generated"})
 _MAX_PAGES: Final = 1000
 _DEFAULT_BOUNDS: Final = Bounds()
-_MALFORMED: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,109 +181,6 @@ def _segment(value: str, what: str) -> str:
         # URL parsing would resolve them as dot segments and call another path.
         raise ValueError(f"{what} must not be '.' or '..'")
     return quote(value, safe="")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds, if it is a plain non-negative number (else None)."""
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return value
-
-
-def _json(call: str, response: httpx.Response) -> object:
-    data: object
-    try:
-        data = json.loads(response.content)
-    except (ValueError, RecursionError):
-        data = _MALFORMED
-    if data is _MALFORMED:
-        raise ProtocolError(f"Encord answered malformed JSON for {call}")
-    return data
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    """Encord's ``code``, only if it looks like one (``KEY_LIMIT_REACHED``): never free text."""
-    data: object
-    try:
-        data = json.loads(response.content)
-    except (ValueError, RecursionError):
-        return None
-    if isinstance(data, dict):
-        code = data.get("code")
-        if isinstance(code, str) and _CODE_RE.match(code):
-            return code
-    return None
-
-
-def _error_for(call: str, response: httpx.Response) -> RotatorError:
-    """The house error for a non-success answer (no body, no message, no secret)."""
-    status = response.status_code
-    if status == 400:
-        code = _error_code(response)
-        suffix = f" {code}" if code else ""
-        return RegistryRejected(f"Encord {call}: HTTP 400{suffix}", code=code, status=400)
-    if status == 409:
-        code = _error_code(response) or "DUPLICATE_KEY"
-        return RegistryRejected(f"Encord {call}: HTTP 409 {code}", code=code, status=409)
-    if status in (401, 403):
-        return AccessDenied(f"Encord {call}: HTTP {status}", status=status)
-    if status == 404:
-        return NotFound(f"Encord {call}: HTTP 404")
-    if status == 429 or 500 <= status <= 599:
-        return RegistryUnavailable(
-            f"Encord {call}: HTTP {status}", retry_after=_retry_after(response)
-        )
-    return ProtocolError(f"Encord {call}: unexpected HTTP {status}")
-
-
-def _field(obj: Mapping[str, Any], name: str) -> str | None:
-    value = obj.get(name)
-    return value if isinstance(value, str) and value else None
-
-
-def _remote_key(obj: object) -> RemoteKey | None:
-    """A Key object of the contract, or None if it is not one."""
-    if not isinstance(obj, dict):
-        return None
-    key_hash = _field(obj, "keyHash")
-    key_id = _field(obj, "keyId")
-    title = obj.get("title")
-    public_key = _field(obj, "publicKey")
-    origin = _field(obj, "origin")
-    created = _field(obj, "createdAt")
-    if (
-        key_hash is None
-        or key_id is None
-        or not _KEY_ID_RE.match(key_id)
-        or not isinstance(title, str)
-        or public_key is None
-        or origin not in _ORIGINS
-        or created is None
-    ):
-        return None
-    created_at = None
-    try:
-        created_at = parse_rfc3339(created)
-    except ValueError:
-        created_at = None
-    if created_at is None:
-        return None
-    kind: Origin = "generated" if origin == "generated" else "uploaded"
-    return RemoteKey(
-        key_hash=key_hash,
-        key_id=key_id,
-        title=title,
-        public_key=public_key,
-        origin=kind,
-        created_at=created_at,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,16 +301,16 @@ class EncordClient:
         response, _ = self._idempotent(call, "GET", f"{_BASE}/organisation/organisation-tags")
         if response.status_code in (200, 204, 403):
             return
-        raise _error_for(call, response)
+        raise error_for(call, response)
 
     def bearer_token(self) -> BearerToken:
         """Mint a bearer token (``GET /v2/public/user/bearer-token``)."""
         call = "bearer_token"
         response, _ = self._idempotent(call, "GET", f"{_BASE}/user/bearer-token")
         if response.status_code != 200:
-            raise _error_for(call, response)
-        data = _json(call, response)
-        token = _field(data, "token") if isinstance(data, dict) else None
+            raise error_for(call, response)
+        data = parse_json(call, response)
+        token = text_field(data, "token") if isinstance(data, dict) else None
         if token is None:
             raise ProtocolError(f"Encord answered malformed JSON for {call}")
         register_secret(token)  # masked in every later log line, wherever it turns up
@@ -435,24 +330,14 @@ class EncordClient:
             params = {"pageToken": token} if token is not None else None
             response, _ = self._idempotent(call, "GET", path, params=params)
             if response.status_code != 200:
-                raise _error_for(call, response)
+                raise error_for(call, response)
             size += len(response.content)
             if size > self.bounds.max_list_bytes:
                 raise ProtocolError(
                     f"Encord {call}: pages larger than {self.bounds.max_list_bytes} bytes in all"
                 )
-            page = _json(call, response)
-            results = page.get("results") if isinstance(page, dict) else None
-            next_token = page.get("nextPageToken") if isinstance(page, dict) else _MALFORMED
-            if not isinstance(results, list) or not (
-                next_token is None or (isinstance(next_token, str) and next_token)
-            ):
-                raise ProtocolError(f"Encord answered malformed JSON for {call}")
-            for item in results:
-                key = _remote_key(item)
-                if key is None:
-                    raise ProtocolError(f"Encord answered malformed JSON for {call}")
-                keys.append(key)
+            page, next_token = key_page(call, response)
+            keys.extend(page)
             if next_token is None:
                 return keys
             if next_token in seen:
@@ -474,13 +359,8 @@ class EncordClient:
             raise RegistryUnavailable(f"Encord {call}: {outcome.error}; key not registered")
         if isinstance(outcome, httpx.Response) and outcome.status_code not in _GATEWAY_STATUSES:
             if outcome.status_code != 200:
-                raise _error_for(call, outcome)
-            key = _remote_key(_json(call, outcome))
-            if key is None:
-                raise ProtocolError(f"Encord answered malformed JSON for {call}")
-            if key.key_id != key_id:
-                raise ProtocolError(f"Encord {call}: answered a key other than the one uploaded")
-            return key
+                raise error_for(call, outcome)
+            return uploaded_key(call, outcome, key_id)
         return self._reconcile_upload(call, sa, key_id)
 
     def generate_key(self, sa: str, title: str) -> GeneratedKey:
@@ -501,25 +381,11 @@ class EncordClient:
             raise AmbiguousWrite(
                 f"Encord {call}: HTTP {outcome.status_code} from a gateway; "
                 "a key may have been generated",
-                retry_after=_retry_after(outcome),
+                retry_after=retry_after_of(outcome),
             )
         if outcome.status_code != 200:
-            raise _error_for(call, outcome)
-        data = _json(call, outcome)
-        key = _remote_key(data)
-        private = _field(data, "privateKey") if isinstance(data, dict) else None
-        if key is None or private is None:
-            raise ProtocolError(f"Encord answered malformed JSON for {call}")
-        pair = None
-        try:
-            pair = load_private(private)
-        except KeyFormatError:
-            pair = None
-        if pair is None:
-            raise ProtocolError(f"Encord {call}: privateKey is not an unencrypted Ed25519 key")
-        if pair.key_id != key.key_id:
-            raise ProtocolError(f"Encord {call}: privateKey does not match keyId")
-        return GeneratedKey(key=key, private_openssh=pair.private_openssh)
+            raise error_for(call, outcome)
+        return generated_key(call, outcome)
 
     def delete_key(self, sa: str, key_hash: str) -> None:
         """Revoke key ``key_hash``; :class:`NotFound` if Encord has no such key.
@@ -536,7 +402,7 @@ class EncordClient:
             return
         if response.status_code == 404 and maybe_done:
             return
-        raise _error_for(call, response)
+        raise error_for(call, response)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -574,7 +440,7 @@ class EncordClient:
                 if response.status_code not in _RETRY_STATUSES:
                     return response, maybe_done
                 status = response.status_code
-                retry_after = _retry_after(response)
+                retry_after = retry_after_of(response)
                 if status != 429:
                     maybe_done = True
                 last = f"HTTP {status}"
