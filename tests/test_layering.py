@@ -1,6 +1,7 @@
 """The layering written down (kopf's import-linter idea), checked from the source: the pure
-core imports no I/O library, only the Vault adapter imports hvac, and the daemon never
-reaches the sandbox or the dev tools."""
+core imports no I/O library, only the Vault adapter imports hvac, the adapters for Vault,
+Encord and notifications never import one another, and the daemon never reaches the sandbox
+or the dev tools."""
 
 from __future__ import annotations
 
@@ -90,6 +91,24 @@ def test_only_the_scheduler_module_imports_apscheduler() -> None:
     assert importers == {"rotator.runtime.daemon"}
     for module in ("wiring", "health", "checks", "metrics", "endpoints"):
         assert "apscheduler" not in _top(closure(f"rotator.runtime.{module}")), module
+
+
+ADAPTERS = ("rotator.adapters.vault", "rotator.adapters.encord", "rotator.adapters.notify")
+
+
+def _within(package: str, name: str) -> bool:
+    return name == package or name.startswith(f"{package}.")
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_the_adapters_never_import_each_other(adapter: str) -> None:
+    """Vault, Encord and the notifier stand apart: nothing a module of one imports, however
+    indirectly, is a module of another (shared HTTP plumbing lives outside all three)."""
+    own = [m for m in MODULES if _within(adapter, m)]
+    assert own, f"no module of {adapter}: the check looks at the wrong files"
+    reached = set().union(*(closure(m) for m in own))
+    others = [a for a in ADAPTERS if a != adapter]
+    assert {n for n in reached if any(_within(o, n) for o in others)} == set()
 
 
 def test_the_module_list_is_real() -> None:

@@ -55,7 +55,7 @@ from typing import Final, Literal
 import httpx
 import structlog
 
-from rotator.adapters.encord.transport import BoundedTransport, deadline, mounts
+from rotator.adapters.bounded_http import BoundedTransport, deadline, mounts
 from rotator.core.redaction import scrub
 from rotator.core.vocab import CREDENTIALS, rfc3339, utc
 

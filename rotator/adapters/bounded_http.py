@@ -1,11 +1,12 @@
-"""Bounds on every exchange with Encord: a total deadline and a size cap per answer.
+"""Bounded HTTP: a total deadline on every exchange and a size cap on every answer.
+
+Shared by the adapters that speak HTTP to a server they do not control (Encord, the person
+notifier); each decides its own limits, this module only enforces them.
 
 httpx's timeouts are per network operation: a server that drips one byte every few seconds
 never trips a 10 s read timeout, and holds a call for as long as it likes; and an answer is
 read whole into memory, however large. Both are closed here:
 
-- :class:`Bounds` says how long one attempt and one call (its retries included) may take, and
-  how large one answer may be;
 - :func:`deadline` sets, for the calling thread, the moment by which the exchange in hand must
   be over; the network backend of :class:`BoundedTransport` gives every socket operation only
   the time left until then (``httpcore`` asks the backend for each connect, TLS handshake,
@@ -25,42 +26,16 @@ import time
 import typing
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 import httpcore
 import httpx
 
-__all__ = ["AnswerTooLarge", "Bounds", "BoundedTransport", "deadline", "mounts", "read_capped"]
+__all__ = ["AnswerTooLarge", "BoundedTransport", "deadline", "mounts", "read_capped"]
 
-_deadline: ContextVar[float | None] = ContextVar("rotator_encord_deadline", default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class Bounds:
-    """How long and how large an exchange with Encord may be.
-
-    ``attempt_seconds``: one HTTP attempt, from connecting to the last byte of the answer. 15 s:
-    a healthy Encord answers in well under a second, and a check must stay far inside its lease.
-    ``call_seconds``: one call with all its retries and back-off waits; a retry that could not
-    finish in time is not started. 45 s: three slow attempts at most.
-    ``max_answer_bytes``: one answer's body (each page of a key list). 1 MiB: a page of keys is
-    a few kB; the pod's memory limit is 256 MiB.
-    ``max_list_bytes``: every page of one key listing together. 4 MiB.
-    """
-
-    attempt_seconds: float = 15.0
-    call_seconds: float = 45.0
-    max_answer_bytes: int = 1 << 20
-    max_list_bytes: int = 4 << 20
-
-    def __post_init__(self) -> None:
-        if not (0 < self.attempt_seconds <= self.call_seconds):
-            raise ValueError("Bounds: need 0 < attempt_seconds <= call_seconds")
-        if not (0 < self.max_answer_bytes <= self.max_list_bytes):
-            raise ValueError("Bounds: need 0 < max_answer_bytes <= max_list_bytes")
+_deadline: ContextVar[float | None] = ContextVar("rotator_http_deadline", default=None)
 
 
-class AnswerTooLarge(Exception):  # noqa: N818 - a condition the client turns into its own error
+class AnswerTooLarge(Exception):  # noqa: N818 - a condition each caller turns into its own error
     """An answer's body passed the cap; reading stopped there."""
 
 
