@@ -56,6 +56,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+_Commands = argparse._SubParsersAction  # the object add_subparsers() returns
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rotator",
@@ -72,7 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     sub.add_parser("run", help="run the daemon (until SIGTERM/SIGINT)")
+    _add_key_commands(sub)
+    _add_report_commands(sub)
+    _add_dev_commands(sub)
+    return parser
 
+
+def _add_key_commands(sub: _Commands[_Parser]) -> None:
+    """``bootstrap`` and ``rotate``: an account's keys, by hand."""
     p = sub.add_parser(
         "bootstrap", help="adopt a key an admin made in the Encord UI as the current ssh-key"
     )
@@ -93,12 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="which key to rotate (default ssh-key)",
     )
 
+
+def _add_report_commands(sub: _Commands[_Parser]) -> None:
+    """``plan`` and ``status``: read-only reports, for a person or (``--json``) a machine."""
     p = sub.add_parser("plan", help="what each account needs now and why; writes nothing")
     p.add_argument("--json", action="store_true", help="one JSON document")
 
     p = sub.add_parser("status", help="per account: current key, age, expiry, keys vs cap")
     p.add_argument("--json", action="store_true", help="one JSON document")
 
+
+def _add_dev_commands(sub: _Commands[_Parser]) -> None:
+    """``demo`` and ``sandbox``: the development tools (imported only when run)."""
     p = sub.add_parser(
         "demo",
         help="embedded OpenBao + Encord sandbox + daemon with seconds-scale timings",
@@ -122,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the local Encord sandbox (see 'rotator sandbox --help')",
         add_help=False,
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

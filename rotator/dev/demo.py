@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -24,7 +25,7 @@ from rotator.core.errors import RotatorError
 from rotator.dev.openbao import OpenBaoDev
 from rotator.dev.sandbox import Sandbox
 from rotator.runtime import logs
-from rotator.runtime.config import from_env
+from rotator.runtime.config import Settings, from_env
 from rotator.runtime.daemon import Daemon, stop_on_signals
 from rotator.runtime.wiring import open_store, wait_for_vault
 
@@ -79,16 +80,9 @@ def _summary(journal: Path) -> dict[str, int]:
     }
 
 
-def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
-    """Run the demo until Ctrl-C/SIGTERM, or for ``duration`` seconds when > 0."""
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rotator-demo-"))
-    work.mkdir(parents=True, exist_ok=True)
-    stop = stop_on_signals("demo.signal")
-
-    bao = OpenBaoDev(log_path=str(work / "openbao.log"))
-    bootstrap_file = work / "bootstrap.key"
-    journal = work / "sandbox-journal.jsonl"
-    seed = {
+def _seed(bootstrap_file: Path) -> dict[str, Any]:
+    """The sandbox's one account, its bootstrap key written to ``bootstrap_file``."""
+    return {
         "service_accounts": [
             {
                 "name": ACCOUNT,
@@ -98,40 +92,72 @@ def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
             }
         ]
     }
-    sandbox = Sandbox(seed, journal_path=journal)
+
+
+def _keep_root_token(bao: OpenBaoDev, work: Path) -> Path:
+    """Mask OpenBao's root token in logs; write it (0600) to a file a person can use."""
+    logs.register_secret(bao.root_token)
+    token_file = work / "vault-token"
+    token_file.write_text(bao.root_token, encoding="utf-8")
+    token_file.chmod(0o600)
+    return token_file
+
+
+def _settings(bao: OpenBaoDev, sandbox: Sandbox) -> Settings:
+    """The demo's timings (:data:`DEMO_ENV`) pointed at this OpenBao and this sandbox."""
+    env = dict(DEMO_ENV)
+    env.update(
+        VAULT_ADDR=bao.addr,
+        VAULT_TOKEN=bao.root_token,
+        ENCORD_DOMAIN=sandbox.url,
+        ROTATOR_LOG_FORMAT=os.environ.get("ROTATOR_LOG_FORMAT", "json"),
+    )
+    return from_env(env)
+
+
+def _announce(bao: OpenBaoDev, sandbox: Sandbox, token_file: Path, work: Path) -> None:
+    """``demo.ready``: where everything is, and how to look at the key in Vault."""
+    log.info(
+        "demo.ready",
+        vault_addr=bao.addr,
+        vault_login_file=str(token_file),
+        sandbox_url=sandbox.url,
+        workdir=str(work),
+        hint=f"VAULT_ADDR={bao.addr} VAULT_TOKEN=$(cat {token_file}) "
+        f"bao kv get secret/encord/{ACCOUNT}/ssh-key",
+    )
+
+
+def _bootstrap(daemon: Daemon, bootstrap_file: Path) -> None:
+    """Adopt the sandbox's bootstrap key as the account's current key (``demo.bootstrapped``)."""
+    with structlog.contextvars.bound_contextvars(account=ACCOUNT):
+        text = bootstrap_file.read_text(encoding="utf-8")
+        record = admin.bootstrap(daemon.engines[ACCOUNT].context, text)
+    log.info("demo.bootstrapped", key_id=record.key_id)
+
+
+def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
+    """Run the demo until Ctrl-C/SIGTERM, or for ``duration`` seconds when > 0."""
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rotator-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    stop = stop_on_signals("demo.signal")
+
+    bao = OpenBaoDev(log_path=str(work / "openbao.log"))
+    bootstrap_file = work / "bootstrap.key"
+    journal = work / "sandbox-journal.jsonl"
+    sandbox = Sandbox(_seed(bootstrap_file), journal_path=journal)
     daemon: Daemon | None = None
     consumer: threading.Thread | None = None
     try:
         bao.start()
-        logs.register_secret(bao.root_token)
-        token_file = work / "vault-token"
-        token_file.write_text(bao.root_token, encoding="utf-8")
-        token_file.chmod(0o600)
+        token_file = _keep_root_token(bao, work)
         sandbox.start()
-        env = dict(DEMO_ENV)
-        env.update(
-            VAULT_ADDR=bao.addr,
-            VAULT_TOKEN=bao.root_token,
-            ENCORD_DOMAIN=sandbox.url,
-            ROTATOR_LOG_FORMAT=os.environ.get("ROTATOR_LOG_FORMAT", "json"),
-        )
-        settings = from_env(env)
-        log.info(
-            "demo.ready",
-            vault_addr=bao.addr,
-            vault_login_file=str(token_file),
-            sandbox_url=sandbox.url,
-            workdir=str(work),
-            hint=f"VAULT_ADDR={bao.addr} VAULT_TOKEN=$(cat {token_file}) "
-            f"bao kv get secret/encord/{ACCOUNT}/ssh-key",
-        )
+        settings = _settings(bao, sandbox)
+        _announce(bao, sandbox, token_file, work)
         store = open_store(settings)
         wait_for_vault(store)
         daemon = Daemon(settings, store=store)
-        with structlog.contextvars.bound_contextvars(account=ACCOUNT):
-            text = bootstrap_file.read_text(encoding="utf-8")
-            record = admin.bootstrap(daemon.engines[ACCOUNT].context, text)
-        log.info("demo.bootstrapped", key_id=record.key_id)
+        _bootstrap(daemon, bootstrap_file)
         consumer = threading.Thread(
             target=_consumer, args=(store, sandbox.url, stop), name="consumer", daemon=True
         )

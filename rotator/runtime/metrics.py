@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final, NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -39,6 +40,65 @@ from rotator.core.engine import CheckResult
 from rotator.core.errors import ERROR_KINDS
 from rotator.core.state import AccountState
 from rotator.core.vocab import BEARER, KEY_KINDS, ROTATION_RESULTS, KeyKind, Outcome
+
+
+class _Family(NamedTuple):
+    """One metric family: its name, its help line and its label names."""
+
+    name: str
+    doc: str
+    labels: tuple[str, ...] = ()
+
+    def counter(self, registry: CollectorRegistry) -> Counter:
+        return Counter(self.name, self.doc, self.labels, registry=registry)
+
+    def gauge(self, registry: CollectorRegistry) -> Gauge:
+        return Gauge(self.name, self.doc, self.labels, registry=registry)
+
+
+# The families, one line of help each; label sets an alert may watch start at 0 (_start).
+_ROTATIONS: Final = _Family(
+    "rotator_rotations",
+    "Rotation attempts by account, credential and outcome.",
+    ("account", "credential", "outcome"),
+)
+_ERRORS: Final = _Family(
+    "rotator_errors",
+    "Failed checks by account and error kind.",
+    ("account", "kind"),
+)
+_KEYS_AT_ENCORD: Final = _Family(
+    "rotator_keys_at_encord",
+    "Keys the account holds at Encord (any owner), as of the last full check.",
+    ("account",),
+)
+_KEY_CAP: Final = _Family("rotator_key_cap", "Keys the account may hold at Encord.", ("account",))
+_LAST_SUCCESS: Final = _Family(
+    "rotator_last_success_timestamp_seconds",
+    "When this credential was last rotated (bearer-token: minted) successfully.",
+    ("account", "credential"),
+)
+_LEASE_HELD: Final = _Family(
+    "rotator_lease_held",
+    "1 while this replica holds the account's lease, else 0.",
+    ("account",),
+)
+_CHECK_LAST: Final = _Family(
+    "rotator_check_last_timestamp_seconds",
+    "When the account's last check ended, successful or not.",
+    ("account",),
+)
+_READY: Final = _Family(
+    "rotator_ready",
+    "1 when Vault and Encord answered the account's last check, else 0.",
+    ("account",),
+)
+_UP: Final = _Family("rotator_up", "1 while the daemon runs.")
+_BUILD_INFO: Final = _Family(
+    "rotator_build_info",
+    "Always 1; the labels name the running rotator's version and Python.",
+    ("version", "python"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,67 +168,27 @@ class Metrics:
         self._keys: dict[tuple[str, str], _Times] = {}
         self._tokens: dict[str, _Times] = {}
         r = self.registry
-        self.rotations = Counter(
-            "rotator_rotations",
-            "Rotation attempts by account, credential and outcome.",
-            ["account", "credential", "outcome"],
-            registry=r,
-        )
-        self.errors = Counter(
-            "rotator_errors",
-            "Failed checks by account and error kind.",
-            ["account", "kind"],
-            registry=r,
-        )
-        self.keys_at_encord = Gauge(
-            "rotator_keys_at_encord",
-            "Keys the account holds at Encord (any owner), as of the last full check.",
-            ["account"],
-            registry=r,
-        )
-        self.key_cap = Gauge(
-            "rotator_key_cap", "Keys the account may hold at Encord.", ["account"], registry=r
-        )
-        self.last_success = Gauge(
-            "rotator_last_success_timestamp_seconds",
-            "When this credential was last rotated (bearer-token: minted) successfully.",
-            ["account", "credential"],
-            registry=r,
-        )
-        self.lease_held = Gauge(
-            "rotator_lease_held",
-            "1 while this replica holds the account's lease, else 0.",
-            ["account"],
-            registry=r,
-        )
-        self.check_last = Gauge(
-            "rotator_check_last_timestamp_seconds",
-            "When the account's last check ended, successful or not.",
-            ["account"],
-            registry=r,
-        )
-        self.ready = Gauge(
-            "rotator_ready",
-            "1 when Vault and Encord answered the account's last check, else 0.",
-            ["account"],
-            registry=r,
-        )
-        self.up = Gauge("rotator_up", "1 while the daemon runs.", registry=r)
-        self.build_info = Gauge(
-            "rotator_build_info",
-            "Always 1; the labels name the running rotator's version and Python.",
-            ["version", "python"],
-            registry=r,
-        )
+        self.rotations = _ROTATIONS.counter(r)
+        self.errors = _ERRORS.counter(r)
+        self.keys_at_encord = _KEYS_AT_ENCORD.gauge(r)
+        self.key_cap = _KEY_CAP.gauge(r)
+        self.last_success = _LAST_SUCCESS.gauge(r)
+        self.lease_held = _LEASE_HELD.gauge(r)
+        self.check_last = _CHECK_LAST.gauge(r)
+        self.ready = _READY.gauge(r)
+        self.up = _UP.gauge(r)
+        self.build_info = _BUILD_INFO.gauge(r)
         r.register(_ScrapeTimeCollector(self))
         # The process_*, python_info and python_gc_* families the global registry would have.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
+        self._start(accounts, key_cap, tuple(kinds))
 
+    def _start(self, accounts: Sequence[str], key_cap: int, kinds: tuple[KeyKind, ...]) -> None:
+        """Set the constant gauges, and every label set an alert may watch at 0."""
         self.up.set(1)
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        kinds = tuple(kinds)
         for account in accounts:
             self.key_cap.labels(account).set(key_cap)
             self.ready.labels(account).set(0)

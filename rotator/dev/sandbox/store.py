@@ -1,4 +1,4 @@
-"""The sandbox's state: accounts, their keys, minted tokens, the journal and the state file.
+"""The sandbox's state: accounts, their keys and minted tokens, and the rules they follow.
 
 Every method takes the one re-entrant lock, so callers may also hold it across several calls
 to make a compound step atomic (authenticate, then act). Nothing here speaks HTTP.
@@ -11,114 +11,41 @@ The rules of Part 2 of the contract live here, not in the HTTP layer: who may ma
 account (:func:`may_manage`), which keys an account takes (:meth:`Store.check_new_key`), how
 long a token lives. The test suite's in-memory Encord (``tests/fakes.py``) is built on this
 store, with no journal or state file, so the sandbox and the fake cannot drift apart.
+
+The records themselves are in :mod:`rotator.dev.sandbox.records` (re-exported here); the
+journal, the state file and atomic writes in :mod:`rotator.dev.sandbox.persist`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 import secrets
-import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from rotator.core import keys
 from rotator.core.errors import ConfigError, KeyFormatError
-from rotator.core.vocab import Origin, RemoteKey, parse_rfc3339
+from rotator.core.vocab import Origin, RemoteKey
+from rotator.dev.sandbox.persist import Journal, load_state, save_state, write_private
+from rotator.dev.sandbox.records import (
+    Account,
+    Refused,
+    Token,
+    key_json,
+    may_manage,
+    rfc3339_micro,
+)
 from rotator.dev.sandbox.seed import DEFAULT_KEY_CAP, AccountSeed, Role, SeedConfig
 
-STATE_VERSION = 1
+__all__ = ["Account", "Refused", "Store", "key_json", "may_manage", "rfc3339_micro"]
+
 _ONE_MICROSECOND = timedelta(microseconds=1)
-
-
-def rfc3339_micro(dt: datetime) -> str:
-    """``2026-11-29T12:00:00.123456Z``: UTC with microseconds, so keys made in one second order."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def key_json(key: RemoteKey) -> dict[str, str]:
-    """A key as Part 2 of the contract shows it (camelCase)."""
-    return {
-        "keyHash": key.key_hash,
-        "keyId": key.key_id,
-        "title": key.title,
-        "publicKey": key.public_key,
-        "origin": key.origin,
-        "createdAt": rfc3339_micro(key.created_at),
-    }
-
-
-def _key_from_json(data: Any) -> RemoteKey:
-    origin = data["origin"]
-    if origin not in ("uploaded", "generated"):
-        raise ValueError("bad origin")
-    public_key = str(data["publicKey"])
-    key_id = str(data["keyId"])
-    if keys.key_id_of_line(public_key) != key_id:
-        raise ValueError("keyId does not match publicKey")
-    return RemoteKey(
-        key_hash=str(data["keyHash"]),
-        key_id=key_id,
-        title=str(data["title"]),
-        public_key=public_key,
-        origin=cast(Origin, origin),
-        created_at=parse_rfc3339(str(data["createdAt"])),
-    )
-
-
-class Refused(Exception):
-    """The sandbox refuses a call: ``status`` and ``code`` go to the client with ``message``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-@dataclass(slots=True)
-class Account:
-    """A service account and its keys, oldest first (mutable; guarded by the store's lock)."""
-
-    name: str
-    account_hash: str
-    key_cap: int
-    role: Role
-    organisation: str
-    keys: list[RemoteKey] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "hash": self.account_hash,
-            "role": self.role,
-            "organisation": self.organisation,
-            "key_cap": self.key_cap,
-            "keys": [key_json(k) for k in self.keys],
-        }
-
-
-def may_manage(principal: Account, account: Account) -> bool:
-    """Part 2: an account's keys are managed by the account itself or an admin of its
-    organisation; anyone else gets 403."""
-    if principal is account:
-        return True
-    return principal.role == "admin" and principal.organisation == account.organisation
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    account: str
-    expires_at: float
 
 
 class Store:
@@ -133,14 +60,13 @@ class Store:
     ) -> None:
         self.lock = threading.RLock()
         self._clock = clock
-        self._journal_path = journal_path
         self._state_path = state_path
-        self._journal: IO[str] | None = None
+        self._journal = Journal(journal_path, clock)
         self._accounts: dict[str, Account] = {}  # by name
         self._by_hash: dict[str, Account] = {}
         self._owner: dict[str, tuple[Account, Ed25519PublicKey]] = {}  # by key id
         self._deleted: set[str] = set()  # key ids deleted while running, for journal reasons
-        self._tokens: dict[str, _Token] = {}  # by sha256 of the token
+        self._tokens: dict[str, Token] = {}  # by sha256 of the token
         self._last_created = datetime.min.replace(tzinfo=UTC)
 
     # -- life cycle -------------------------------------------------------------------
@@ -148,18 +74,12 @@ class Store:
     def open(self, seed: SeedConfig) -> None:
         """Load the state file if any; create (and bootstrap) seed accounts it lacks."""
         with self.lock:
-            if self._journal_path is not None:
-                try:
-                    self._journal = self._journal_path.open("a", encoding="utf-8")
-                except OSError as exc:
-                    raise ConfigError(
-                        f"journal {self._journal_path}: cannot open ({exc.strerror})"
-                    ) from None
+            self._journal.open()
             if self._state_path is not None and self._state_path.exists():
                 self._load(self._state_path)
             for entry in seed.accounts:
                 if entry.name not in self._accounts:
-                    self._bootstrap(entry)
+                    _bootstrap(self, entry)
             try:
                 self._save()
             except OSError as exc:
@@ -169,32 +89,7 @@ class Store:
 
     def close(self) -> None:
         with self.lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
-
-    def _bootstrap(self, entry: AccountSeed) -> None:
-        if entry.account_hash in self._by_hash:
-            raise ConfigError(
-                f"seed account {entry.name!r}: hash {entry.account_hash!r} is already used "
-                "by another account in the state file"
-            )
-        account = self.add_account(
-            entry.name,
-            entry.account_hash,
-            key_cap=entry.key_cap,
-            role=entry.role,
-            organisation=entry.organisation,
-        )
-        pair = keys.generate()
-        _write_private(entry.bootstrap_key_file, pair.private_openssh)
-        self.add_key(
-            account,
-            title="bootstrap",
-            public_line=pair.public_line,
-            origin="uploaded",
-            reason="bootstrap",
-        )
+            self._journal.close()
 
     def add_account(
         self,
@@ -346,7 +241,7 @@ class Store:
         with self.lock:
             now = self._clock()
             self._tokens = {h: t for h, t in self._tokens.items() if t.expires_at > now}
-            self._tokens[_digest(token)] = _Token(account=account.name, expires_at=now + ttl)
+            self._tokens[_digest(token)] = Token(account=account.name, expires_at=now + ttl)
             self._save()
         return token
 
@@ -368,102 +263,54 @@ class Store:
         self._last_created = now
         return now
 
-    # -- journal ----------------------------------------------------------------------
+    # -- journal and state file ---------------------------------------------------------
 
     def journal(
         self, event: str, *, account: Account | None, key_id: str | None, reason: str
     ) -> None:
-        """Append one JSON line (flushed); never called with private keys or tokens."""
+        """Append one JSON line to the journal (if any); never with private keys or tokens."""
         with self.lock:
-            if self._journal is None:
-                return
-            line = {
-                "ts": rfc3339_micro(datetime.fromtimestamp(self._clock(), UTC)),
-                "event": event,
-                "account": account.name if account else None,
-                "account_hash": account.account_hash if account else None,
-                "key_id": key_id,
-                "key_count": len(account.keys) if account else None,
-                "reason": reason,
-            }
-            self._journal.write(json.dumps(line, sort_keys=True) + "\n")
-            self._journal.flush()
-
-    # -- persistence ------------------------------------------------------------------
+            self._journal.record(event, account=account, key_id=key_id, reason=reason)
 
     def _save(self) -> None:
         if self._state_path is None:
             return
-        data = {
-            "version": STATE_VERSION,
-            "accounts": [a.to_json() for a in self._accounts.values()],
-            "tokens": [
-                {"sha256": h, "account": t.account, "expires_at": t.expires_at}
-                for h, t in self._tokens.items()
-            ],
-        }
-        _atomic_write(self._state_path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        save_state(self._state_path, self._accounts.values(), self._tokens)
 
     def _load(self, path: Path) -> None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") != STATE_VERSION:
-                raise ValueError("unknown version")
-            for entry in data["accounts"]:
-                role = entry["role"]
-                if role not in ("member", "admin"):
-                    raise ValueError("bad role")
-                account = Account(
-                    name=str(entry["name"]),
-                    account_hash=str(entry["hash"]),
-                    key_cap=int(entry["key_cap"]),
-                    role=role,
-                    organisation=str(entry["organisation"]),
-                )
-                self._register(account)
-                for raw in entry["keys"]:
-                    key = _key_from_json(raw)
-                    account.keys.append(key)
-                    self._owner[key.key_id] = (account, keys.parse_public_line(key.public_key))
-                    self._last_created = max(self._last_created, key.created_at)
-                account.keys.sort(key=lambda k: k.created_at)
-            for raw in data.get("tokens", []):
-                self._tokens[str(raw["sha256"])] = _Token(
-                    account=str(raw["account"]), expires_at=float(raw["expires_at"])
-                )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, KeyFormatError):
-            raise ConfigError(f"state file {path}: not a readable sandbox state") from None
+        state = load_state(path)
+        for account in state.accounts:
+            self._register(account)
+            for key in account.keys:
+                self._owner[key.key_id] = (account, state.public_keys[key.key_id])
+                self._last_created = max(self._last_created, key.created_at)
+        self._tokens.update(state.tokens)
+
+
+def _bootstrap(store: Store, entry: AccountSeed) -> None:
+    """Create a seed account and its bootstrap key, writing the private half to its file."""
+    if store.account_by_hash(entry.account_hash) is not None:
+        raise ConfigError(
+            f"seed account {entry.name!r}: hash {entry.account_hash!r} is already used "
+            "by another account in the state file"
+        )
+    account = store.add_account(
+        entry.name,
+        entry.account_hash,
+        key_cap=entry.key_cap,
+        role=entry.role,
+        organisation=entry.organisation,
+    )
+    pair = keys.generate()
+    write_private(entry.bootstrap_key_file, pair.private_openssh)
+    store.add_key(
+        account,
+        title="bootstrap",
+        public_line=pair.public_line,
+        origin="uploaded",
+        reason="bootstrap",
+    )
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-@contextlib.contextmanager
-def _temp_beside(path: Path, mode: int) -> Iterator[tuple[int, str]]:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        yield fd, tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write ``text`` to ``path`` via a temporary file beside it, fsync, rename."""
-    with _temp_beside(path, mode) as (fd, _), os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a private key with mode 0600 (created with that mode, never wider)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, text, 0o600)
-    except OSError as exc:
-        raise ConfigError(f"bootstrap key file {path}: cannot write ({exc.strerror})") from None
