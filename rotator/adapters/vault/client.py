@@ -63,6 +63,7 @@ def make_client(
     ``Authorization`` when a redirect leaves the host, so a 307 to another host would receive
     ``X-Vault-Token`` (and a login's credentials in its body)."""
     session = bounded_session(timeout)  # a total deadline and a size cap: transport.py
+    session.verify = cacert if cacert else True  # hvac lets the session's verify win over its own
     session.hooks["response"].append(refuse_redirects)
     return hvac.Client(
         url=addr,
