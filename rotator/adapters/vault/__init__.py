@@ -12,11 +12,14 @@ check-and-set, so two writers can never silently overwrite each other. The packa
     errors.py    the one table translating hvac/requests errors into rotator's
     answers.py   reading Vault's answers; TokenInfo
     client.py    connect(): an hvac client with every setting explicit
+    transport.py every request bounded: a total deadline and a 1 MiB answer cap
 
 hvac's errors are translated at the boundary (:mod:`rotator.adapters.vault.errors`) into
 rotator's own tree::
 
     cannot connect, timeout, 429, 5xx, sealed   -> StoreUnavailable  (names VAULT_ADDR)
+    the request's total deadline passed         -> StoreUnavailable  (names VAULT_ADDR)
+    an answer larger than the cap (1 MiB)       -> ProtocolError     (names VAULT_ADDR)
     401 / 403                                   -> AccessDenied      (names VAULT_TOKEN, or
                                                    the login's variables: VAULT_ROLE_ID...)
     400 "check-and-set parameter did not match" -> StoreConflict

@@ -9,9 +9,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import hvac
-import requests
 
 from rotator.adapters.vault.errors import refuse_redirects, safe_addr
+from rotator.adapters.vault.transport import bounded_session
 from rotator.core.errors import ConfigError
 
 
@@ -62,7 +62,8 @@ def make_client(
     no X-Vault-Token header at all. Redirects are never followed: ``requests`` strips only
     ``Authorization`` when a redirect leaves the host, so a 307 to another host would receive
     ``X-Vault-Token`` (and a login's credentials in its body)."""
-    session = requests.Session()
+    session = bounded_session(timeout)  # a total deadline and a size cap: transport.py
+    session.verify = cacert if cacert else True  # hvac lets the session's verify win over its own
     session.hooks["response"].append(refuse_redirects)
     return hvac.Client(
         url=addr,

@@ -5,7 +5,9 @@
 or a login raises, and :func:`did_not_answer` builds the one "Vault did not answer" message.
 
     a redirect (never followed)              -> REDIRECTED  -> ConfigError (VAULT_ADDR)
+    an answer over the size cap              -> TOO_LARGE   -> ProtocolError (VAULT_ADDR)
     requests: cannot connect, timeout, any   -> UNAVAILABLE -> StoreUnavailable (VAULT_ADDR)
+      (the total deadline passed, too)
     VaultDown, 5xx, 429, not initialised     -> UNAVAILABLE
     403 Forbidden / 401 Unauthorized         -> DENIED      -> AccessDenied (the credential)
     400 "check-and-set parameter ..."        -> CONFLICT    -> StoreConflict
@@ -35,6 +37,7 @@ from rotator.core.errors import (
     AccessDenied,
     ConfigError,
     CorruptState,
+    ProtocolError,
     RotatorError,
     StoreConflict,
     StoreUnavailable,
@@ -52,6 +55,15 @@ def refuse_redirects(response: requests.Response, *args: Any, **kwargs: Any) -> 
         raise Redirected(f"HTTP {response.status_code}")
 
 
+class DeadlinePassed(requests.exceptions.Timeout):
+    """A request's total deadline passed before its answer was complete
+    (:mod:`rotator.adapters.vault.transport`); the message says how long it had."""
+
+
+class AnswerTooLarge(requests.exceptions.RequestException):
+    """An answer's body passed the size cap; reading stopped there, the connection dropped."""
+
+
 LIBRARY_ERRORS: tuple[type[Exception], ...] = (
     hvac.exceptions.VaultError,
     requests.exceptions.RequestException,
@@ -64,6 +76,7 @@ class Failure(enum.Enum):
 
     UNAVAILABLE = "unavailable"
     REDIRECTED = "redirected"
+    TOO_LARGE = "too_large"
     DENIED = "denied"
     CONFLICT = "conflict"
     BAD_REQUEST = "bad_request"
@@ -74,6 +87,7 @@ class Failure(enum.Enum):
 
 _TABLE: tuple[tuple[tuple[type[BaseException], ...], Failure], ...] = (
     ((Redirected,), Failure.REDIRECTED),
+    ((AnswerTooLarge,), Failure.TOO_LARGE),
     (
         (
             hvac.exceptions.VaultDown,
@@ -130,9 +144,17 @@ def past_max_ttl(exc: BaseException) -> bool:
 
 def did_not_answer(exc: BaseException, on: str, addr: str) -> StoreUnavailable:
     """The one "Vault did not answer" error: names VAULT_ADDR (without credentials)."""
+    why = str(exc) if isinstance(exc, DeadlinePassed) else type(exc).__name__
     return StoreUnavailable(
-        f"Vault at VAULT_ADDR did not answer: {type(exc).__name__} "
-        f"(on {on}; VAULT_ADDR={safe_addr(addr)})"
+        f"Vault at VAULT_ADDR did not answer: {why} (on {on}; VAULT_ADDR={safe_addr(addr)})"
+    )
+
+
+def too_large(exc: BaseException, on: str, addr: str) -> ProtocolError:
+    """The one "Vault answered too much" error: names VAULT_ADDR (without credentials)."""
+    return ProtocolError(
+        f"Vault at VAULT_ADDR answered {exc} to {on}, far more than Vault answers; reading "
+        f"stopped there: check that VAULT_ADDR is Vault (VAULT_ADDR={safe_addr(addr)})"
     )
 
 
@@ -153,6 +175,8 @@ def store_failure(
     where = f"{mount}/{path}"
     if failure is Failure.REDIRECTED:
         return redirected(exc, f"{op} {where}", addr)
+    if failure is Failure.TOO_LARGE:
+        return too_large(exc, f"{op} {where}", addr)
     if failure is Failure.UNAVAILABLE:
         return did_not_answer(exc, f"{op} {where}", addr)
     if failure is Failure.DENIED:
@@ -187,6 +211,8 @@ def login_failure(
     failure = classify(exc)
     if failure is Failure.REDIRECTED:
         return redirected(exc, path, addr)
+    if failure is Failure.TOO_LARGE:
+        return too_large(exc, path, addr)
     if failure is Failure.UNAVAILABLE:
         return did_not_answer(exc, path, addr)
     if failure in (Failure.NOT_FOUND, Failure.NO_ROUTE):

@@ -26,8 +26,10 @@ class VaultSettings:
     namespace: str | None = None
     """``VAULT_NAMESPACE``: Vault Enterprise / OpenBao namespace; None = root namespace."""
     timeout: timedelta = timedelta(seconds=5)
-    """``VAULT_CLIENT_TIMEOUT``, per request. 5s: a healthy Vault answers in milliseconds,
-    and a stuck request must not hold an account's check past its interval."""
+    """``VAULT_CLIENT_TIMEOUT``: the longest wait to connect or for the next bytes; a whole
+    request, answer included, gets twice this (:mod:`rotator.adapters.vault.transport`).
+    5s: a healthy Vault answers in milliseconds, and a stuck request must not hold an
+    account's check past its interval."""
     mount: str = "secret"
     """``ROTATOR_VAULT_MOUNT``: the KV v2 mount. ``secret`` is where dev servers mount KV v2."""
     prefix: str = "encord"

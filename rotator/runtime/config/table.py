@@ -119,7 +119,9 @@ VARIABLES: tuple[Variable, ...] = (
              "vault.cacert", readable_file, shown="system CAs"),
     Variable("VAULT_NAMESPACE", "vault", "Vault Enterprise / OpenBao namespace",
              "vault.namespace", parse_namespace, shown="root"),
-    Variable("VAULT_CLIENT_TIMEOUT", "vault", "per-request timeout towards Vault",
+    Variable("VAULT_CLIENT_TIMEOUT", "vault",
+             "longest wait to connect to Vault or for its next bytes; a whole request gets "
+             "twice this",
              "vault.timeout", duration()),
     Variable("ROTATOR_VAULT_MOUNT", "vault", "the KV v2 mount", "vault.mount", parse_kv_path),
     Variable("ROTATOR_VAULT_PREFIX", "vault", "path prefix under the mount",
