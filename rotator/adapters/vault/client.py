@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import hvac
 import requests
 
+from rotator.adapters.vault.clock import VAULT_CLOCK
 from rotator.adapters.vault.errors import refuse_redirects, safe_addr
 from rotator.core.errors import ConfigError
 
@@ -64,6 +65,7 @@ def make_client(
     ``X-Vault-Token`` (and a login's credentials in its body)."""
     session = requests.Session()
     session.hooks["response"].append(refuse_redirects)
+    session.hooks["response"].append(VAULT_CLOCK.hook)  # this host's clock against Vault's
     return hvac.Client(
         url=addr,
         token=token,
