@@ -180,6 +180,18 @@ def test_both_sides_of_a_lease_keep_the_skew_margin(vault_store: VaultStore) -> 
     assert b.acquire()
 
 
+def test_a_lease_found_running_out_is_renewed_at_the_next_check(vault_store: VaultStore) -> None:
+    """Refused for being nearly over, a lease nobody took is renewed by the next acquire()
+    (no standing by until it has expired)."""
+    clock = Clock()
+    a = lease(vault_store, "a", clock, ttl=10)
+    assert a.acquire()
+    clock.advance(9.5)
+    with pytest.raises(LeaseLost, match="running out"):
+        a.ensure()
+    assert a.acquire() and a.ensure() == timedelta(seconds=9)
+
+
 def test_a_released_lease_is_free_at_once_even_to_a_clock_behind(vault_store: VaultStore) -> None:
     """A clean stop frees the lease whatever the taker's clock says (no expiry to wait out)."""
     clock, behind = Clock(), Clock()

@@ -223,17 +223,14 @@ class Lease:
                 self._version = None
                 raise LeaseLost(f"lease on account '{self.account}': clock off Vault's")
             record, version = self._read()
-            left = timedelta(0)
-            if record is not None:
-                left = record.expires_at - self.margin - self.clock()
-            if (
-                record is None
-                or version != self._version
-                or record.holder != self.holder
-                or left <= timedelta(0)
-            ):
+            if record is None or version != self._version or record.holder != self.holder:
                 self._version = None
                 raise LeaseLost(f"lease on account '{self.account}' moved on")
+            left = record.expires_at - self.margin - self.clock()
+            if left <= timedelta(0):
+                # Unmoved, only nearly over: the next check may still renew it (check-and-set
+                # on this version succeeds only if nobody has taken it meanwhile).
+                raise LeaseLost(f"lease on account '{self.account}' is running out")
             return left
 
     def release(self) -> None:
