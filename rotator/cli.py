@@ -276,13 +276,13 @@ def cmd_bootstrap(settings: Settings, name: str, key_file: str) -> int:
 def cmd_rotate(settings: Settings, name: str, credential: str) -> int:
     if credential not in settings.key_kinds:
         raise ConfigError(f"--credential: '{credential}' is not in ROTATOR_CREDENTIALS")
-    from rotator.adapters.lease import Lease, replica_id
-    from rotator.runtime.wiring import open_store, wait_for_vault
+    from rotator.adapters.lease import replica_id
+    from rotator.runtime.wiring import make_leases, open_store, wait_for_vault
 
     _check_account(settings, name)
     store = open_store(settings)
     wait_for_vault(store, deadline=5.0)
-    lease = Lease(store, name, holder=f"cli-{replica_id()}", ttl=settings.lease_ttl)
+    lease = make_leases(settings, store, holder=f"cli-{replica_id()}")[name]
     fenced = None if settings.dry_run else {name: lease}
     engine = _engines(settings, store, leases=fenced)[name]
     with structlog.contextvars.bound_contextvars(account=name):

@@ -289,3 +289,50 @@ def test_stoppable_sleep_ends_early_once_stopping() -> None:
     stopping.set()
     with pytest.raises(ShutdownRequested):
         sleep(60.0)
+
+
+class Stepping:
+    """An engine whose check asks ``stop`` before each of its steps, each ``step`` seconds of
+    the runner's clock long, and records the answers."""
+
+    def __init__(self, now: list[float], step: float, steps: int) -> None:
+        self.now, self.step, self.steps = now, step, steps
+        self.asked: list[bool] = []
+
+    def check(
+        self, *, dry_run: bool = False, stop: Callable[[], bool] = lambda: False
+    ) -> CheckResult:
+        for _ in range(self.steps):
+            self.asked.append(stop())
+            if self.asked[-1]:
+                break
+            self.now[0] += self.step
+        return CheckResult(account="alpha")
+
+
+def test_a_check_ends_between_steps_at_its_deadline() -> None:
+    """Counted from the lease's renewal at its start: steps run until the deadline has
+    passed, the next is not started (check.deadline_passed, once); the next check has a
+    deadline of its own."""
+    now = [500.0]
+    engine = Stepping(now, step=4.0, steps=5)
+    runner = CheckRunner(
+        engines={"alpha": engine},
+        leases={"alpha": FakeLease()},
+        health={"alpha": AccountHealth()},
+        metrics=Metrics(["alpha"], key_cap=5, kinds=("ssh-key",)),
+        stopping=threading.Event(),
+        dry_run=False,
+        interval=MINUTE,
+        on_result=lambda name, result: None,
+        deadline=timedelta(seconds=10),
+        monotonic=lambda: now[0],
+    )
+    with capture_logs() as events:
+        assert runner.run("alpha") is not None
+    assert engine.asked == [False, False, False, True], "at 0, 4, 8 s: go on; at 12 s: stop"
+    assert [e["event"] for e in events] == ["check.deadline_passed", "check.finished"]
+    assert events[0]["deadline_s"] == 10.0
+    engine.asked.clear()
+    runner.run("alpha")
+    assert engine.asked[:3] == [False, False, False]

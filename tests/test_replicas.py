@@ -1,5 +1,6 @@
-"""Three daemon processes against one OpenBao and the sandbox: leases keep them from ever
-working on one account at the same time."""
+"""Daemon processes against one OpenBao and the sandbox: leases keep them from ever working
+on one account at the same time, and a holder paused past its lease changes nothing once it
+resumes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from rotator.adapters.vault import VaultStore
 from rotator.core.state import from_dict
 from rotator.dev.openbao import OpenBaoDev
+from rotator.dev.sandbox import Faults
 from tests.e2e import Proc, base_env, owned_orphans, rotator_cli, sdk_authenticates
 from tests.fixtures_sandbox import MakeSandbox
 
@@ -123,3 +125,68 @@ def test_three_replicas_never_rotate_one_account_twice(
         newest = vault_store.read(f"{name}/ssh-key")
         assert newest is not None and newest.data is not None
         assert sdk_authenticates(handle.url, str(newest.data["private_key"]))
+
+
+def test_a_holder_stopped_in_verify_and_resumed_deletes_nothing(
+    openbao: OpenBaoDev,
+    vault_store: VaultStore,
+    vault_prefix: str,
+    make_sandbox: MakeSandbox,
+    tmp_path: Path,
+) -> None:
+    """A (holding the lease) is stopped with SIGSTOP while it verifies a new key that does
+    not authenticate yet; B takes the account over, verifies and promotes that key; the key
+    stops authenticating for a while again, and A is continued (SIGCONT): its own verifies
+    fail and it would delete the key, but its lease moved on: lease.lost, nothing deleted.
+    The key at the newest consumer version was never deleted and works with the SDK."""
+    handle = make_sandbox(faults=Faults(propagation_ms=600_000))
+    env = base_env(openbao, vault_prefix, handle.url)
+    rc, _, err = rotator_cli(
+        ["bootstrap", "alpha", "--private-key-file", str(handle.bootstrap_key_file)], env
+    )
+    assert rc == 0, err
+    a = Proc(["run"], env)
+    b: Proc | None = None
+    try:
+        assert a.wait_for(lambda e: e["event"] == "key.verify_retry", timeout=30)
+        a.popen.send_signal(signal.SIGSTOP)
+        (started,) = [e for e in a.events() if e["event"] == "rotation.started"]
+        key_id = started["key_id"]
+        handle.sandbox.faults = Faults()  # the new key works now
+        b = Proc(["run"], env)
+        assert b.wait_for(
+            lambda e: (
+                e["event"] == "rotation.finished"
+                and e["key_id"] == key_id
+                and e["outcome"] == "rotated"
+            ),
+            timeout=30,
+        ), "B took over and promoted A's key"
+        # Recent keys fail again (A's view of Encord lags): B can change nothing meanwhile,
+        # and A's remaining verifies of the key fail.
+        handle.sandbox.faults = Faults(propagation_ms=600_000)
+        a.popen.send_signal(signal.SIGCONT)
+        assert a.wait_for(lambda e: e["event"] == "lease.lost", timeout=30)
+        for p in (a, b):
+            p.popen.send_signal(signal.SIGTERM)
+        for p in (a, b):
+            assert p.finish(timeout=15) == 0
+    finally:
+        a.popen.send_signal(signal.SIGCONT)
+        a.kill()
+        if b is not None:
+            b.kill()
+    handle.sandbox.faults = Faults()
+    for p in (a, b):
+        p.assert_all_json()
+    assert not [e for e in a.events() if e["event"] in ("key.revoked", "key.orphan_deleted")], (
+        "the resumed replica deleted nothing"
+    )
+    assert handle.journal_path is not None
+    journal = [json.loads(line) for line in handle.journal_path.read_text().splitlines()]
+    deleted = {j["key_id"] for j in journal if j["event"] == "key.deleted"}
+    newest = vault_store.read("alpha/ssh-key")
+    assert newest is not None and newest.data is not None
+    assert newest.data["key_id"] == key_id, "consumers hold the key B promoted"
+    assert key_id not in deleted, "the key consumers hold was deleted at Encord"
+    assert sdk_authenticates(handle.url, str(newest.data["private_key"]))

@@ -483,6 +483,26 @@ def test_dropped_upload_is_committed(make_sandbox: MakeSandbox) -> None:
     assert [j["key_count"] for j in journal(handle) if j["event"] == "key.added"] == [1, 2, 3]
 
 
+def test_a_new_key_authenticates_only_once_propagated(make_sandbox: MakeSandbox) -> None:
+    """propagation_ms: a key added through the API answers 401 until that long has passed
+    (journalled as not propagated); raised again, it fails again; seeded keys never do."""
+    shift = [0.0]  # the sandbox's clock, moved on by hand (within the signature window)
+    handle = make_sandbox(faults=Faults(propagation_ms=5000), clock=lambda: time.time() + shift[0])
+    pair = keys.generate()
+    with client(handle, bootstrap(handle)) as c:
+        assert upload(c, handle.account_hash, pair).status_code == 200
+        assert c.get(TAGS).status_code == 200, "the seeded key is not affected"
+    with client(handle, pair) as fresh:
+        assert fresh.get(TAGS).status_code == 401
+        shift[0] += 5
+        assert fresh.get(TAGS).status_code == 200
+        handle.sandbox.faults = Faults(propagation_ms=60_000)
+        assert fresh.get(TAGS).status_code == 401
+    failed = [j for j in journal(handle) if j["event"] == "auth.failed"]
+    assert [j["reason"] for j in failed] == ["not propagated", "not propagated"]
+    assert {j["key_id"] for j in failed} == {pair.key_id}
+
+
 def test_faults_endpoint_reads_and_updates(sandbox: SandboxHandle) -> None:
     """PUT /_sandbox/faults changes only the given fields, takes effect, and refuses bad values."""
     with httpx.Client(base_url=sandbox.url, timeout=TIMEOUT) as raw:

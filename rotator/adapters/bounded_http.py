@@ -41,8 +41,11 @@ class AnswerTooLarge(Exception):  # noqa: N818 - a condition each caller turns i
 
 @contextlib.contextmanager
 def deadline(at: float) -> Iterator[None]:
-    """Every socket operation of this thread ends by ``at`` (``time.monotonic`` seconds)."""
-    token = _deadline.set(at)
+    """Every socket operation of this thread ends by ``at`` (``time.monotonic`` seconds), or
+    by an enclosing deadline if that is sooner: a nested deadline only ever shortens (a call's
+    own inside the end of the lease it is fenced by, :mod:`rotator.adapters.lease`)."""
+    outer = _deadline.get()
+    token = _deadline.set(at if outer is None else min(at, outer))
     try:
         yield
     finally:

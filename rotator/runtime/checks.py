@@ -81,7 +81,12 @@ class CheckRunner:
         dry_run: bool,
         interval: timedelta,
         on_result: Callable[[str, CheckResult], None],
+        deadline: timedelta | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``deadline``: a check that holds its lease ends between its steps once this long
+        has passed since it renewed the lease (``check.deadline_passed``), so it never outlives
+        the lease (:data:`rotator.adapters.lease.CHECK_SHARE`); None: no deadline."""
         self.engines = engines
         self.leases = leases
         self.health = health
@@ -90,6 +95,8 @@ class CheckRunner:
         self.dry_run = dry_run  # a dry run writes nothing, leases included
         self.interval = interval
         self.on_result = on_result
+        self.deadline = deadline
+        self.monotonic = monotonic
 
     def run(self, name: str) -> CheckResult | None:
         """Run one check of ``name`` now unless it is already running or backing off."""
@@ -111,9 +118,11 @@ class CheckRunner:
         with structlog.contextvars.bound_contextvars(account=name, run_id=run_id):
             h.last_check = datetime.now(UTC)
             try:
+                renewed = self.monotonic()
                 if not self.dry_run and not self._lease(name, h):
                     return None
-                result = engine.check(dry_run=self.dry_run, stop=self.stopping.is_set)
+                stop = self.stopping.is_set if self.dry_run else self._stop(renewed)
+                result = engine.check(dry_run=self.dry_run, stop=stop)
             except ShutdownRequested:
                 log.info("check.interrupted", reason="shutdown")
                 return None
@@ -142,6 +151,25 @@ class CheckRunner:
             log.debug("check.finished", outcomes=result.outcomes, keys_held=result.keys_held)
             self.on_result(name, result)
             return result
+
+    def _stop(self, renewed: float) -> Callable[[], bool]:
+        """The engine's ``stop``: the daemon is stopping, or the check's deadline (counted
+        from ``renewed``, just before the lease was renewed) has passed."""
+        end = None if self.deadline is None else renewed + self.deadline.total_seconds()
+        said = False
+
+        def stop() -> bool:
+            nonlocal said
+            if self.stopping.is_set():
+                return True
+            if end is None or self.monotonic() < end:
+                return False
+            if not said:
+                said = True
+                log.info("check.deadline_passed", deadline_s=round(end - renewed, 3))
+            return True
+
+        return stop
 
     def _lease(self, name: str, h: AccountHealth) -> bool:
         """Take or renew this account's lease; False when another replica holds it (then this

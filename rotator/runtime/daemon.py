@@ -35,7 +35,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from rotator.adapters.lease import replica_id
+from rotator.adapters.lease import CHECK_SHARE, replica_id
 from rotator.adapters.vault import VaultStore
 from rotator.core.engine import CheckResult
 from rotator.core.errors import ConfigError
@@ -152,6 +152,7 @@ class Daemon:
             dry_run=settings.dry_run,
             interval=settings.check_interval,
             on_result=self._schedule_due,
+            deadline=settings.lease_ttl * CHECK_SHARE,
         )
         self.scheduler = _scheduler(settings.max_concurrency)
         watch_jobs(self.scheduler)

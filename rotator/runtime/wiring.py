@@ -16,8 +16,9 @@ from datetime import timedelta
 import httpx
 
 from rotator.adapters.encord.registry import registry_factory
-from rotator.adapters.lease import FencedStore, Lease
+from rotator.adapters.lease import FencedStore, Lease, fenced_registries
 from rotator.adapters.vault import VaultSession, VaultStore
+from rotator.adapters.vault.clock import VAULT_CLOCK
 from rotator.core.engine import Engine
 from rotator.core.errors import StoreUnavailable
 from rotator.core.policy import Policy
@@ -89,14 +90,14 @@ def make_engines(
     sleep: Callable[[float], None] = time.sleep,
     leases: Mapping[str, Lease] | None = None,
 ) -> dict[str, Engine]:
-    """One engine per account; with ``leases``, each engine's writes are fenced by its
-    account's lease."""
+    """One engine per account; with ``leases``, each engine's writes to Vault and changes at
+    Encord are fenced by its account's lease."""
     policy = policy_from(settings)
     return {
         a.name: Engine(
             account=a,
             store=FencedStore(store, leases[a.name]) if leases else store,
-            registry_factory=factory,
+            registry_factory=fenced_registries(factory, leases[a.name]) if leases else factory,
             policy=policy,
             sleep=sleep,
             # An idle check re-reads the consumer paths (to catch hand edits) every tenth
@@ -109,9 +110,10 @@ def make_engines(
 
 def make_leases(settings: Settings, store: SecretStore, *, holder: str) -> dict[str, Lease]:
     """One lease per account, held in Vault by ``holder``: with several replicas running, it
-    decides which one works on an account."""
+    decides which one works on an account. None is held while this host's clock is off
+    Vault's (as its answers' ``Date`` header tells) by more than the leases absorb."""
     return {
-        a.name: Lease(store, a.name, holder=holder, ttl=settings.lease_ttl)
+        a.name: Lease(store, a.name, holder=holder, ttl=settings.lease_ttl, offset=VAULT_CLOCK)
         for a in settings.accounts
     }
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import hvac
 
+from rotator.adapters.vault.clock import VAULT_CLOCK
 from rotator.adapters.vault.errors import refuse_redirects, safe_addr
 from rotator.adapters.vault.transport import bounded_session
 from rotator.core.errors import ConfigError
@@ -65,6 +66,7 @@ def make_client(
     session = bounded_session(timeout)  # a total deadline and a size cap: transport.py
     session.verify = cacert if cacert else True  # hvac lets the session's verify win over its own
     session.hooks["response"].append(refuse_redirects)
+    session.hooks["response"].append(VAULT_CLOCK.hook)  # this host's clock against Vault's
     return hvac.Client(
         url=addr,
         token=token,

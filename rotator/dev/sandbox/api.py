@@ -105,6 +105,7 @@ class Api:
         self._token_ttl = token_ttl
         self._sleep = sleep
         self._random = random.Random()  # noqa: S311 - fault dice, not cryptography
+        self._added: dict[str, float] = {}  # key id -> when the API added it (propagation_ms)
 
     @property
     def faults(self) -> Faults:
@@ -170,6 +171,7 @@ class Api:
         with self._store.lock:
             try:
                 principal = self._authenticate(request, bearer_ok=parts == _TAGS)
+                self._propagated(request, faults.propagation_ms)
             except _Denied as exc:
                 return _error(401, f"authentication failed: {exc}", "UNAUTHENTICATED")
             reply = self._route(request, parts, query, principal)
@@ -206,6 +208,18 @@ class Api:
         if account is None:  # deleted between lookup and now: cannot happen under the lock
             raise _Denied("unknown key")
         return account
+
+    def _propagated(self, request: Request, propagation_ms: int) -> None:
+        """Refuse a key added through the API less than ``propagation_ms`` ago (a fault)."""
+        claimed = _KEYID_RE.search(request.headers.get("Signature-Input", ""))
+        added = self._added.get(claimed.group(1)) if claimed else None
+        if claimed is None or added is None or self._clock() - added >= propagation_ms / 1000:
+            return
+        owner = self._store.owner_of(claimed.group(1))
+        self._store.journal(
+            "auth.failed", account=owner, key_id=claimed.group(1), reason="not propagated"
+        )
+        raise _Denied("unknown key")
 
     def _authenticate_bearer(self, token: str, bearer_ok: bool) -> Account:
         account, reason = self._store.token_owner(token)
@@ -278,6 +292,7 @@ class Api:
                 key = self._store.add_key(
                     account, title=title, public_line=pair.public_line, origin="generated"
                 )
+                self._added[key.key_id] = self._clock()
                 return Reply(200, {**key_json(key), "privateKey": pair.private_openssh})
             public_line = data.get("publicKey")
             if not isinstance(public_line, str):
@@ -286,6 +301,7 @@ class Api:
             if "\n" in line or "\r" in line:
                 return _error(400, "publicKey must be one OpenSSH line", "INVALID_PUBLIC_KEY")
             key = self._store.add_key(account, title=title, public_line=line, origin="uploaded")
+            self._added[key.key_id] = self._clock()
             return Reply(200, key_json(key))
         except Refused as exc:
             return _error(exc.status, exc.message, exc.code)

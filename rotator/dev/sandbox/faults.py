@@ -4,7 +4,11 @@
 * ``throttle_rate``: share answered ``429`` with ``Retry-After: <retry_after>`` (nothing done);
 * ``latency_ms``: delay before every answer;
 * ``drop_upload_rate``: share of successful ``POST .../keys`` and ``.../keys/generate`` whose
-  key is committed and whose connection is then closed without any answer (an ambiguous write).
+  key is committed and whose connection is then closed without any answer (an ambiguous write);
+* ``propagation_ms``: a key added through the API less than this long ago does not
+  authenticate yet (``401``, journalled ``auth.failed`` with reason ``not propagated``), as a
+  new key may not everywhere at once; seeded keys are not affected. Raising it again makes
+  recent keys fail again (a client whose view lags).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from rotator.core.errors import ConfigError
 
 _RATES = ("error_rate", "throttle_rate", "drop_upload_rate")
-_COUNTS = ("retry_after", "latency_ms")
+_COUNTS = ("retry_after", "latency_ms", "propagation_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,7 @@ class Faults:
     retry_after: int = 1
     latency_ms: int = 0
     drop_upload_rate: float = 0.0
+    propagation_ms: int = 0
 
     def __post_init__(self) -> None:
         problems = [_check(name, getattr(self, name)) for name in _RATES + _COUNTS]
