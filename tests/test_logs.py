@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+import rotator
 from rotator.core import keys
 from rotator.runtime import logs
 
@@ -152,6 +154,8 @@ def test_subprocess_writes_only_json_and_no_secret() -> None:
     for record in records:
         assert record["timestamp"].endswith("Z")
         assert {"level", "logger"} <= record.keys()
+        # library lines, warnings and crashes included: each names what wrote it
+        assert (record["service"], record["version"]) == ("rotator", rotator.__version__)
 
 
 # ---------------------------------------------------------------- the redaction processor
@@ -268,12 +272,47 @@ def test_json_lines_have_the_standard_fields(clean_logging: None) -> None:
     assert first["event"] == "daemon.started" and first["accounts"] == 2
     assert first["logger"] == "rotator.test" and first["level"] == "info"
     assert first["timestamp"].endswith("Z") and "T" in first["timestamp"]
+    assert first["service"] == "rotator" and first["version"] == rotator.__version__
     assert second == {
         "timestamp": second["timestamp"],
         "level": "warning",
         "logger": "hvac.adapters",
         "event": "retrying GET",
+        "service": "rotator",
+        "version": rotator.__version__,
     }
+
+
+def _log_call_keywords(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, keyword) of every call that looks like a log call: ``x.info("a.b", k=...)``."""
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in LOG_METHODS
+        ):
+            yield from ((node.lineno, kw.arg) for kw in node.keywords if kw.arg is not None)
+
+
+LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical", "bind"})
+
+
+def test_no_event_passes_a_field_named_service_or_version() -> None:
+    """``service`` and ``version`` name the process on every line, so no log call in rotator
+    may pass a field of either name (it would be overwritten): the Vault version of a write
+    is ``vault_version``."""
+    clashes = []
+    for path in sorted((ROOT / "rotator").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        clashes += [
+            f"{path.relative_to(ROOT)}:{line}: {name}="
+            for line, name in _log_call_keywords(tree)
+            if name in ("service", "version")
+        ]
+    assert not clashes
+    # the scan sees real log calls: the one that used to pass version= is found by its new name
+    bearer = ast.parse((ROOT / "rotator/core/bearer.py").read_text(encoding="utf-8"))
+    assert "vault_version" in {name for _, name in _log_call_keywords(bearer)}
 
 
 def test_tracebacks_are_structured_without_locals(clean_logging: None) -> None:
@@ -325,6 +364,8 @@ def test_bound_context_appears_in_library_lines(clean_logging: None) -> None:
         "event": "slow",
         "account": "ml",
         "run_id": "r1",
+        "service": "rotator",
+        "version": rotator.__version__,
     }
 
 

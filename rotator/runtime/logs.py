@@ -11,8 +11,9 @@ logger, rendered by one :class:`structlog.stdlib.ProcessorFormatter`:
   event with a structured traceback instead of a raw dump on stderr.
 
 In ``json`` mode each of those is one JSON object per line, with ``event``, ``level``,
-``logger`` and an ISO-8601 UTC ``timestamp``. Every event, whatever its source, passes
-through :func:`redact` last before rendering.
+``logger``, an ISO-8601 UTC ``timestamp``, and ``service`` (``rotator``) and ``version``
+(``rotator.__version__``) so a collector can tell which release wrote it. Every event,
+whatever its source, passes through :func:`redact` last before rendering.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from rotator import __version__
 from rotator.core.redaction import (  # re-exported: the public face of logging
     MAX_SECRETS,
     MIN_SECRET_LENGTH,
@@ -44,6 +46,7 @@ __all__ = [
     "MAX_SECRETS",
     "MIN_SECRET_LENGTH",
     "REDACTED",
+    "SERVICE",
     "configure",
     "forget_secrets",
     "get_logger",
@@ -53,6 +56,7 @@ __all__ = [
     "scrub",
 ]
 
+SERVICE: Final = "rotator"
 FORMATS: Final = ("json", "console")
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -95,6 +99,17 @@ def _json_renderer(logger: WrappedLogger, method_name: str, event_dict: EventDic
     return str(_json_dumps(logger, method_name, ordered))
 
 
+def _add_service(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """``service`` and ``version`` on every line a machine reads, whatever wrote it.
+
+    Both names are the process's own: no event passes fields of those names (a test holds
+    rotator's log calls to that), so nothing of an event's is overwritten here.
+    """
+    event_dict["service"] = SERVICE
+    event_dict["version"] = __version__
+    return event_dict
+
+
 def _foreign_stack(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """A stdlib record's ``stack_info`` (already text) under the key structlog uses."""
     stack = event_dict.pop("stack_info", None)
@@ -109,16 +124,19 @@ def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
         # Structured traceback; no locals: a frame's locals may hold a key or a token.
         exceptions: Processor = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
         renderer: Processor = _json_renderer
+        identify: list[Processor] = [_add_service]
     else:
         # Rendered to text *before* redaction, so the console shows the scrubbed text.
         exceptions = structlog.processors.format_exc_info
         isatty = getattr(stream, "isatty", None)
         colors = bool(isatty and isatty())
         renderer = structlog.dev.ConsoleRenderer(colors=colors)
+        identify = []  # a person at a terminal knows what they started
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         _foreign_stack,
         exceptions,
+        *identify,
         redact,
         renderer,
     ]
