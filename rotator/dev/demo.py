@@ -113,7 +113,7 @@ def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
             VAULT_ADDR=bao.addr,
             VAULT_TOKEN=bao.root_token,
             ENCORD_DOMAIN=sandbox.url,
-            ROTATOR_LOG_FORMAT=os.environ.get("ROTATOR_LOG_FORMAT", "json"),
+            ROTATOR_LOG_FORMAT=os.environ.get("ROTATOR_LOG_FORMAT", "auto"),
         )
         settings = from_env(env)
         log.info(

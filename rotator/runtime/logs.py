@@ -10,6 +10,9 @@ logger, rendered by one :class:`structlog.stdlib.ProcessorFormatter`:
   exceptions (``__del__``, finalizers): one ``process.crashed`` / ``process.unraisable``
   event with a structured traceback instead of a raw dump on stderr.
 
+The format is ``json``, ``console``, or ``auto`` (the default): console when the output
+stream is a terminal, JSON otherwise (a pipe, a file, a container's log driver).
+
 In ``json`` mode each of those is one JSON object per line, with ``event``, ``level``,
 ``logger``, an ISO-8601 UTC ``timestamp``, and ``service`` (``rotator``) and ``version``
 (``rotator.__version__``) so a collector can tell which release wrote it. Every event,
@@ -53,11 +56,12 @@ __all__ = [
     "redact",
     "register_secret",
     "reset",
+    "resolve_format",
     "scrub",
 ]
 
 SERVICE: Final = "rotator"
-FORMATS: Final = ("json", "console")
+FORMATS: Final = ("auto", "json", "console")
 LEVELS: Final = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -118,6 +122,21 @@ def _foreign_stack(logger: WrappedLogger, method_name: str, event_dict: EventDic
     return event_dict
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (ValueError, OSError):  # closed, or not a file descriptor after all
+        return False
+
+
+def resolve_format(fmt: str, stream: TextIO) -> str:
+    """``fmt``, with ``auto`` decided for ``stream``: ``console`` on a terminal, else ``json``."""
+    if fmt != "auto":
+        return fmt
+    return "console" if _is_terminal(stream) else "json"
+
+
 def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
     """Exception rendering, then redaction, then the renderer."""
     if fmt == "json":
@@ -128,9 +147,7 @@ def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
     else:
         # Rendered to text *before* redaction, so the console shows the scrubbed text.
         exceptions = structlog.processors.format_exc_info
-        isatty = getattr(stream, "isatty", None)
-        colors = bool(isatty and isatty())
-        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+        renderer = structlog.dev.ConsoleRenderer(colors=_is_terminal(stream))
         identify = []  # a person at a terminal knows what they started
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -142,11 +159,12 @@ def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
     ]
 
 
-def configure(*, fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Send every log line of the process, rendered as ``fmt``, to ``stream`` (stdout).
 
-    ``fmt`` is ``json`` or ``console``; ``level`` is ``debug``, ``info``, ``warning`` or
-    ``error``. Safe to call again: the previous configuration is replaced, not stacked.
+    ``fmt`` is ``auto`` (see :func:`resolve_format`), ``json`` or ``console``; ``level`` is
+    ``debug``, ``info``, ``warning`` or ``error``. Safe to call again: the previous
+    configuration is replaced, not stacked.
     """
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -172,7 +190,7 @@ def configure(*, fmt: str = "json", level: str = "info", stream: TextIO | None =
 
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
-        processors=_renderer_chain(fmt, out),
+        processors=_renderer_chain(resolve_format(fmt, out), out),
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
