@@ -163,7 +163,7 @@ def test_defaults() -> None:
     assert s.max_concurrency == 4
 
 
-@pytest.mark.parametrize("fmt", ["auto", "json", "console", "Auto"])
+@pytest.mark.parametrize("fmt", ["auto", "json", "console", "ecs", "Auto", "ECS"])
 def test_every_log_format_is_accepted(fmt: str) -> None:
     """ROTATOR_LOG_FORMAT takes each format the logs offer, in any case."""
     assert from_env(env(ROTATOR_LOG_FORMAT=fmt)).log_format == fmt.lower()

@@ -11,7 +11,8 @@ logger, rendered by one :class:`structlog.stdlib.ProcessorFormatter`:
   event with a structured traceback instead of a raw dump on stderr.
 
 The format is ``json``, ``console``, or ``auto`` (the default): console when the output
-stream is a terminal, JSON otherwise (a pipe, a file, a container's log driver).
+stream is a terminal, JSON otherwise (a pipe, a file, a container's log driver). ``ecs`` is
+JSON in Elastic's schema (:mod:`rotator.runtime.ecs`).
 
 In ``json`` mode each of those is one JSON object per line, with ``event``, ``level``,
 ``logger``, an ISO-8601 UTC ``timestamp``, and ``service`` (``rotator``) and ``version``
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 SERVICE: Final = "rotator"
-FORMATS: Final = ("auto", "json", "console")
+FORMATS: Final = ("auto", "json", "console", "ecs")
 LEVELS: Final = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -139,6 +140,18 @@ def resolve_format(fmt: str, stream: TextIO) -> str:
 
 def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
     """Exception rendering, then redaction, then the renderer."""
+    if fmt == "ecs":
+        from rotator.runtime.ecs import EcsRenderer  # ecs-logging, loaded only when asked for
+
+        # Exceptions as text: ECS's error.stack_trace is one string. EcsRenderer reads the
+        # formatter's meta keys (a library's line or rotator's?) and drops them itself.
+        return [
+            _foreign_stack,
+            structlog.processors.format_exc_info,
+            _add_service,
+            redact,
+            EcsRenderer(),
+        ]
     if fmt == "json":
         # Structured traceback; no locals: a frame's locals may hold a key or a token.
         exceptions: Processor = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
@@ -162,9 +175,9 @@ def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
 def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Send every log line of the process, rendered as ``fmt``, to ``stream`` (stdout).
 
-    ``fmt`` is ``auto`` (see :func:`resolve_format`), ``json`` or ``console``; ``level`` is
-    ``debug``, ``info``, ``warning`` or ``error``. Safe to call again: the previous
-    configuration is replaced, not stacked.
+    ``fmt`` is ``auto`` (see :func:`resolve_format`), ``json``, ``console`` or ``ecs``;
+    ``level`` is ``debug``, ``info``, ``warning`` or ``error``. Safe to call again: the
+    previous configuration is replaced, not stacked.
     """
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
