@@ -37,22 +37,25 @@ ENV_HELP = env_help()
 
 
 def _log_format(environ: Mapping[str, str]) -> tuple[str, str]:
-    """The log format and level, leniently: a bad value is reported by from_env later."""
-    fmt = environ.get("ROTATOR_LOG_FORMAT", "json").strip().lower()
+    """The log format and level, leniently: a bad value is reported by from_env later.
+
+    The format may be ``auto``: :func:`logs.configure` decides it for the stream it writes to.
+    """
+    fmt = environ.get("ROTATOR_LOG_FORMAT", "auto").strip().lower()
     level = environ.get("ROTATOR_LOG_LEVEL", "info").strip().lower()
-    return (fmt if fmt in logs.FORMATS else "json", level if level in logs.LEVELS else "info")
+    return (fmt if fmt in logs.FORMATS else "auto", level if level in logs.LEVELS else "info")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (JSON in json mode), exit 2."""
+    """argparse whose usage errors are one line on stderr (a log line in json mode), exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        fmt, _ = _log_format(os.environ)
-        if fmt == "json":
-            line = json.dumps({"event": "cli.usage_error", "level": "error", "error": message})
-            print(line, file=sys.stderr)
-        else:
+        fmt, level = _log_format(os.environ)
+        if logs.resolve_format(fmt, sys.stderr) == "console":
             print(f"{self.prog}: error: {message}", file=sys.stderr)
+        else:  # the same fields, and redaction, as every other line
+            logs.configure(fmt=fmt, level=level, stream=sys.stderr)
+            log.error("cli.usage_error", error=message)
         raise SystemExit(2)
 
 

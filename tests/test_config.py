@@ -15,6 +15,7 @@ from rotator.cli import ENV_HELP
 from rotator.core.errors import ConfigError
 from rotator.core.vocab import Account
 from rotator.runtime.config import (
+    LOG_FORMATS,
     Settings,
     format_duration,
     from_env,
@@ -154,12 +155,19 @@ def test_defaults() -> None:
     assert s.bearer_ttl == timedelta(hours=1)
     assert s.check_interval == timedelta(minutes=5)
     assert s.jitter == timedelta(seconds=30)
-    assert s.log_format == "json"
+    assert s.log_format == "auto"  # console at a terminal, JSON anywhere else
     assert s.log_level == "info"
     assert s.dry_run is False
     assert (s.http_host, s.http_port) == (ALL_INTERFACES, 8080)
     assert s.lease_ttl == 3 * timedelta(minutes=5, seconds=30)
     assert s.max_concurrency == 4
+
+
+@pytest.mark.parametrize("fmt", ["auto", "json", "console", "ecs", "Auto", "ECS"])
+def test_every_log_format_is_accepted(fmt: str) -> None:
+    """ROTATOR_LOG_FORMAT takes each format the logs offer, in any case."""
+    assert from_env(env(ROTATOR_LOG_FORMAT=fmt)).log_format == fmt.lower()
+    assert fmt.lower() in LOG_FORMATS
 
 
 def test_every_variable_parsed(tmp_path: Path) -> None:

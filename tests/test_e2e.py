@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import rotator
 from rotator.adapters.vault import VaultStore
 from rotator.core.state import from_dict
 from rotator.dev.openbao import OpenBaoDev
@@ -92,6 +94,7 @@ def test_run_logs_only_json_and_stops_cleanly_on_sigterm(
 ) -> None:
     """`rotator run` writes only JSON lines with an event, rotates, and exits 0 on SIGTERM."""
     env = base_env(openbao, vault_prefix, sandbox.url)
+    assert "ROTATOR_LOG_FORMAT" not in env  # the default, auto, decides: a pipe gets JSON
     _bootstrap(env, sandbox)
     proc = Proc(["run"], env)
     try:
@@ -107,6 +110,9 @@ def test_run_logs_only_json_and_stops_cleanly_on_sigterm(
     finally:
         proc.kill()
     proc.assert_all_json()
+    assert {(e["service"], e["version"]) for e in proc.events()} == {
+        ("rotator", rotator.__version__)
+    }
     events = [e["event"] for e in proc.events()]
     for name in (
         "daemon.started",
@@ -226,6 +232,32 @@ def test_restart_after_sigkill_finishes_half_done_work(
     v = vault_store.read("alpha/ssh-key")
     assert v is not None and v.data is not None
     assert sdk_authenticates(handle.url, str(v.data["private_key"]))
+
+
+def test_status_writes_only_json_to_pipes_by_default(
+    openbao: OpenBaoDev, vault_prefix: str, sandbox: SandboxHandle
+) -> None:
+    """With ROTATOR_LOG_FORMAT unset (auto), `rotator status --json` writing to pipes is all
+    JSON: its result on stdout, its log lines on stderr (debug: libraries' lines too), each
+    naming service and version."""
+    env = base_env(openbao, vault_prefix, sandbox.url, **CALM_TIMINGS)
+    assert "ROTATOR_LOG_FORMAT" not in env
+    _bootstrap(env, sandbox)
+    proc = Proc(["status", "--json"], {**env, "ROTATOR_LOG_LEVEL": "debug"})
+    try:
+        assert proc.finish(timeout=30) == 0, proc.text()[-2000:]
+    finally:
+        proc.kill()
+    proc.assert_all_json()
+    by_stream: dict[str, list[dict[str, Any]]] = {"stdout": [], "stderr": []}
+    for stream, line in proc.lines:
+        by_stream[stream].append(json.loads(line))
+    (result,) = by_stream["stdout"]
+    assert result["event"] == "status" and result["accounts"][0]["account"] == "alpha"
+    assert by_stream["stderr"], "status logged nothing"
+    for record in by_stream["stderr"]:
+        assert (record["service"], record["version"]) == ("rotator", rotator.__version__)
+    assert any(not r["logger"].startswith("rotator") for r in by_stream["stderr"])
 
 
 def test_cli_plan_status_rotate(

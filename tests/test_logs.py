@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
 import os
+import pty
 import secrets
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+import rotator
 from rotator.core import keys
 from rotator.runtime import logs
 
@@ -152,6 +155,8 @@ def test_subprocess_writes_only_json_and_no_secret() -> None:
     for record in records:
         assert record["timestamp"].endswith("Z")
         assert {"level", "logger"} <= record.keys()
+        # library lines, warnings and crashes included: each names what wrote it
+        assert (record["service"], record["version"]) == ("rotator", rotator.__version__)
 
 
 # ---------------------------------------------------------------- the redaction processor
@@ -268,12 +273,47 @@ def test_json_lines_have_the_standard_fields(clean_logging: None) -> None:
     assert first["event"] == "daemon.started" and first["accounts"] == 2
     assert first["logger"] == "rotator.test" and first["level"] == "info"
     assert first["timestamp"].endswith("Z") and "T" in first["timestamp"]
+    assert first["service"] == "rotator" and first["version"] == rotator.__version__
     assert second == {
         "timestamp": second["timestamp"],
         "level": "warning",
         "logger": "hvac.adapters",
         "event": "retrying GET",
+        "service": "rotator",
+        "version": rotator.__version__,
     }
+
+
+def _log_call_keywords(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, keyword) of every call that looks like a log call: ``x.info("a.b", k=...)``."""
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in LOG_METHODS
+        ):
+            yield from ((node.lineno, kw.arg) for kw in node.keywords if kw.arg is not None)
+
+
+LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical", "bind"})
+
+
+def test_no_event_passes_a_field_named_service_or_version() -> None:
+    """``service`` and ``version`` name the process on every line, so no log call in rotator
+    may pass a field of either name (it would be overwritten): the Vault version of a write
+    is ``vault_version``."""
+    clashes = []
+    for path in sorted((ROOT / "rotator").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        clashes += [
+            f"{path.relative_to(ROOT)}:{line}: {name}="
+            for line, name in _log_call_keywords(tree)
+            if name in ("service", "version")
+        ]
+    assert not clashes
+    # the scan sees real log calls: the one that used to pass version= is found by its new name
+    bearer = ast.parse((ROOT / "rotator/core/bearer.py").read_text(encoding="utf-8"))
+    assert "vault_version" in {name for _, name in _log_call_keywords(bearer)}
 
 
 def test_tracebacks_are_structured_without_locals(clean_logging: None) -> None:
@@ -325,6 +365,8 @@ def test_bound_context_appears_in_library_lines(clean_logging: None) -> None:
         "event": "slow",
         "account": "ml",
         "run_id": "r1",
+        "service": "rotator",
+        "version": rotator.__version__,
     }
 
 
@@ -384,6 +426,125 @@ def test_console_mode_renders_readable_redacted_lines(clean_logging: None) -> No
     assert pair.private_openssh.splitlines()[1] not in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.splitlines()[0])
+
+
+class Stream(io.StringIO):
+    """A text stream that says whether it is a terminal."""
+
+    def __init__(self, *, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_auto_is_the_default_and_writes_json_off_a_terminal(clean_logging: None) -> None:
+    """``auto`` (also configure()'s default) writes JSON with every field to a stream that is
+    not a terminal: a pipe, a file, a container's log driver."""
+    key = keys.generate().private_openssh
+    for fmt in ("auto", None):
+        stream = Stream(tty=False)
+        if fmt is None:
+            logs.configure(stream=stream)
+        else:
+            logs.configure(fmt=fmt, stream=stream)
+        logs.get_logger("rotator.test").info("key.registered", private_key=key)
+        logging.getLogger("hvac").warning("slow")
+        first, second = lines_of(stream)
+        assert first["event"] == "key.registered" and first["private_key"] == "[redacted]"
+        assert second["logger"] == "hvac" and second["service"] == "rotator"
+        assert key not in stream.getvalue()
+
+
+def test_auto_writes_console_lines_on_a_terminal(clean_logging: None) -> None:
+    """``auto`` writes coloured console lines to a terminal, still redacted."""
+    pair = keys.generate()
+    stream = Stream(tty=True)
+    logs.configure(fmt="auto", stream=stream)
+    log = logs.get_logger("rotator.test")
+    log.info("key.registered", key_id="k1", private_key=pair.private_openssh)
+    text = stream.getvalue()
+    assert "key.registered" in text and "\x1b[" in text  # colours: a terminal reads it
+    assert "[redacted]" in text and pair.private_openssh.splitlines()[1] not in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text.splitlines()[0])
+
+
+@pytest.mark.parametrize(
+    ("fmt", "tty", "resolved"),
+    [
+        ("auto", True, "console"),
+        ("auto", False, "json"),
+        ("json", True, "json"),
+        ("console", False, "console"),
+    ],
+)
+def test_resolve_format(fmt: str, tty: bool, resolved: str) -> None:
+    """Only ``auto`` looks at the stream; an explicit format is kept whatever the stream."""
+    assert logs.resolve_format(fmt, Stream(tty=tty)) == resolved
+
+
+def test_resolve_format_of_a_closed_stream_is_json() -> None:
+    """A stream that cannot say (closed: isatty() raises) is no terminal: JSON."""
+    class Closed(io.StringIO):
+        def isatty(self) -> bool:
+            raise ValueError("I/O operation on closed file")
+
+    assert logs.resolve_format("auto", Closed()) == "json"
+    assert logs.resolve_format("auto", io.StringIO()) == "json"
+
+
+def _rotator_child(stderr: int | None = None) -> subprocess.Popen[str]:
+    """``rotator`` with a usage error, with no ROTATOR_LOG_FORMAT: the default decides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "rotator", "no-such-command"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr is None else stderr,
+        text=True,
+    )
+
+
+def test_usage_error_on_a_pipe_is_a_json_line() -> None:
+    """By default a usage error written to a pipe is one JSON log line like every other."""
+    child = _rotator_child()
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 2 and out == ""
+    (line,) = err.splitlines()
+    record = json.loads(line)
+    assert record["event"] == "cli.usage_error" and record["level"] == "error"
+    assert "no-such-command" in record["error"]
+    assert (record["service"], record["version"]) == ("rotator", rotator.__version__)
+
+
+def test_usage_error_on_a_terminal_is_argparse_text() -> None:
+    """By default a usage error written to a terminal is argparse's own line, for a person."""
+    main, replica = pty.openpty()
+    try:
+        child = _rotator_child(stderr=replica)
+        os.close(replica)
+        replica = -1
+        child.communicate(timeout=60)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(main)
+        if replica >= 0:
+            os.close(replica)
+    text = b"".join(chunks).decode()
+    assert child.returncode == 2
+    assert "rotator: error:" in text and "no-such-command" in text
+    assert not text.lstrip().startswith("{")
 
 
 def test_warnings_are_logged(clean_logging: None) -> None:

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from rotator.adapters.encord.transport import deadline
+from rotator.adapters.bounded_http import deadline
 from rotator.core.errors import RotatorError, StoreConflict
 from rotator.core.keys import KeyPair
 from rotator.core.ports import AwaitingPerson, Registry, RegistryFactory, SecretStore, VersionedData

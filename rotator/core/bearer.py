@@ -33,7 +33,7 @@ def mint(run: Run, action: MintBearer) -> str:
         cas=current.version if current is not None else 0,
     )
     run.hook("after_bearer_vault")
-    log.info("vault.written", kind=BEARER, path=ctx.rel(BEARER), version=version)
+    log.info("vault.written", kind=BEARER, path=ctx.rel(BEARER), vault_version=version)
     bearer = BearerState(issued_at=now, expires_at=expires, minted_with=signer.key_id)
     run.save(transitions.bearer_minted(run.state, bearer))
     log.info("bearer.minted", reason=action.reason, expires_at=rfc3339(expires))

@@ -235,7 +235,7 @@ def _promote(run: Run, kind: str, pending: Pending, started: float | None) -> st
         "vault.written",
         kind=kind,
         path=run.context.rel(kind),
-        version=version,
+        vault_version=version,
         key_id=record.key_id,
     )
     return _promoted(run, kind, pending, now, started, record=record)

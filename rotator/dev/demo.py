@@ -110,7 +110,7 @@ def _settings(bao: OpenBaoDev, sandbox: Sandbox) -> Settings:
         VAULT_ADDR=bao.addr,
         VAULT_TOKEN=bao.root_token,
         ENCORD_DOMAIN=sandbox.url,
-        ROTATOR_LOG_FORMAT=os.environ.get("ROTATOR_LOG_FORMAT", "json"),
+        ROTATOR_LOG_FORMAT=os.environ.get("ROTATOR_LOG_FORMAT", "auto"),
     )
     return from_env(env)
 

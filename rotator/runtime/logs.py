@@ -10,9 +10,14 @@ logger, rendered by one :class:`structlog.stdlib.ProcessorFormatter`:
   exceptions (``__del__``, finalizers): one ``process.crashed`` / ``process.unraisable``
   event with a structured traceback instead of a raw dump on stderr.
 
+The format is ``json``, ``console``, or ``auto`` (the default): console when the output
+stream is a terminal, JSON otherwise (a pipe, a file, a container's log driver). ``ecs`` is
+JSON in Elastic's schema (:mod:`rotator.runtime.ecs`).
+
 In ``json`` mode each of those is one JSON object per line, with ``event``, ``level``,
-``logger`` and an ISO-8601 UTC ``timestamp``. Every event, whatever its source, passes
-through :func:`redact` last before rendering.
+``logger``, an ISO-8601 UTC ``timestamp``, and ``service`` (``rotator``) and ``version``
+(``rotator.__version__``) so a collector can tell which release wrote it. Every event,
+whatever its source, passes through :func:`redact` last before rendering.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from rotator import __version__
 from rotator.core.redaction import (  # re-exported: the public face of logging
     MAX_SECRETS,
     MIN_SECRET_LENGTH,
@@ -44,16 +50,19 @@ __all__ = [
     "MAX_SECRETS",
     "MIN_SECRET_LENGTH",
     "REDACTED",
+    "SERVICE",
     "configure",
     "forget_secrets",
     "get_logger",
     "redact",
     "register_secret",
     "reset",
+    "resolve_format",
     "scrub",
 ]
 
-FORMATS: Final = ("json", "console")
+SERVICE: Final = "rotator"
+FORMATS: Final = ("auto", "json", "console", "ecs")
 LEVELS: Final = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -95,6 +104,17 @@ def _json_renderer(logger: WrappedLogger, method_name: str, event_dict: EventDic
     return str(_json_dumps(logger, method_name, ordered))
 
 
+def _add_service(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """``service`` and ``version`` on every line a machine reads, whatever wrote it.
+
+    Both names are the process's own: no event passes fields of those names (a test holds
+    rotator's log calls to that), so nothing of an event's is overwritten here.
+    """
+    event_dict["service"] = SERVICE
+    event_dict["version"] = __version__
+    return event_dict
+
+
 def _foreign_stack(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """A stdlib record's ``stack_info`` (already text) under the key structlog uses."""
     stack = event_dict.pop("stack_info", None)
@@ -103,32 +123,61 @@ def _foreign_stack(logger: WrappedLogger, method_name: str, event_dict: EventDic
     return event_dict
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (ValueError, OSError):  # closed, or not a file descriptor after all
+        return False
+
+
+def resolve_format(fmt: str, stream: TextIO) -> str:
+    """``fmt``, with ``auto`` decided for ``stream``: ``console`` on a terminal, else ``json``."""
+    if fmt != "auto":
+        return fmt
+    return "console" if _is_terminal(stream) else "json"
+
+
 def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
     """Exception rendering, then redaction, then the renderer."""
+    if fmt == "ecs":
+        from rotator.runtime.ecs import EcsRenderer  # ecs-logging, loaded only when asked for
+
+        # Exceptions as text: ECS's error.stack_trace is one string. EcsRenderer reads the
+        # formatter's meta keys (a library's line or rotator's?) and drops them itself.
+        return [
+            _foreign_stack,
+            structlog.processors.format_exc_info,
+            _add_service,
+            redact,
+            EcsRenderer(),
+        ]
     if fmt == "json":
         # Structured traceback; no locals: a frame's locals may hold a key or a token.
         exceptions: Processor = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
         renderer: Processor = _json_renderer
+        identify: list[Processor] = [_add_service]
     else:
         # Rendered to text *before* redaction, so the console shows the scrubbed text.
         exceptions = structlog.processors.format_exc_info
-        isatty = getattr(stream, "isatty", None)
-        colors = bool(isatty and isatty())
-        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+        renderer = structlog.dev.ConsoleRenderer(colors=_is_terminal(stream))
+        identify = []  # a person at a terminal knows what they started
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         _foreign_stack,
         exceptions,
+        *identify,
         redact,
         renderer,
     ]
 
 
-def configure(*, fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Send every log line of the process, rendered as ``fmt``, to ``stream`` (stdout).
 
-    ``fmt`` is ``json`` or ``console``; ``level`` is ``debug``, ``info``, ``warning`` or
-    ``error``. Safe to call again: the previous configuration is replaced, not stacked.
+    ``fmt`` is ``auto`` (see :func:`resolve_format`), ``json``, ``console`` or ``ecs``;
+    ``level`` is ``debug``, ``info``, ``warning`` or ``error``. Safe to call again: the
+    previous configuration is replaced, not stacked.
     """
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -154,7 +203,7 @@ def configure(*, fmt: str = "json", level: str = "info", stream: TextIO | None =
 
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
-        processors=_renderer_chain(fmt, out),
+        processors=_renderer_chain(resolve_format(fmt, out), out),
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)

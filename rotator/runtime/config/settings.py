@@ -14,11 +14,11 @@ from typing import Literal
 from rotator.adapters.vault.settings import VaultSettings
 from rotator.core.vocab import KEY_KINDS, Account, Credential, KeyKind
 
-LogFormat = Literal["json", "console"]
+LogFormat = Literal["auto", "json", "console", "ecs"]
 Registrar = Literal["api", "manual"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
-LOG_FORMATS: tuple[LogFormat, ...] = ("json", "console")
+LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console", "ecs")
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
 REGISTRARS: tuple[Registrar, ...] = ("api", "manual")
 
@@ -62,9 +62,12 @@ class Settings:
     jitter: timedelta = timedelta(seconds=30)
     """``ROTATOR_JITTER``: random extra delay (0..jitter) per check, so replicas and
     accounts do not hit Vault and Encord in lock-step. May be zero."""
-    log_format: LogFormat = "json"
-    """``ROTATOR_LOG_FORMAT``: ``json`` (one object per line, for collectors) or
-    ``console`` (for people)."""
+    log_format: LogFormat = "auto"
+    """``ROTATOR_LOG_FORMAT``: ``json`` (one object per line, for collectors), ``console``
+    (for people), ``ecs`` (JSON in the Elastic Common Schema, for Elastic) or ``auto``:
+    console when the log stream is a terminal, JSON otherwise. Auto
+    by default, so a person trying rotator reads lines and every collector (a pipe, a file, a
+    container's log driver) still gets JSON."""
     log_level: LogLevel = "info"
     """``ROTATOR_LOG_LEVEL``: ``debug``, ``info``, ``warning`` or ``error``."""
     dry_run: bool = False
