@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from rotator.adapters.encord import transport
+from rotator.adapters import bounded_http as transport
 from rotator.adapters.lease import (
     FencedRegistry,
     FencedStore,
