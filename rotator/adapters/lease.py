@@ -19,7 +19,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,10 +189,20 @@ class FencedStore:
     def read(self, rel: str) -> VersionedData | None:
         return self._store.read(rel)
 
+    def read_version(self, rel: str, version: int) -> VersionedData | None:
+        return self._store.read_version(rel, version)
+
     def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int:
+        self._fence()
+        return self._store.write(rel, data, cas=cas)
+
+    def destroy_versions(self, rel: str, versions: Iterable[int]) -> None:
+        self._fence()
+        self._store.destroy_versions(rel, versions)
+
+    def _fence(self) -> None:
         # A write outside a check (bootstrap through the daemon's engine) takes the lease
         # first if it is free; one held by another live replica refuses it.
         if not self._lease.held and not self._lease.acquire():
             raise LeaseLost(f"lease on account '{self._lease.account}' is held by another replica")
         self._lease.ensure()
-        return self._store.write(rel, data, cas=cas)
