@@ -207,7 +207,10 @@ class Engine:
                 log.info("plan.decided", dry_run=True, actions=describe(actions))
                 return result
             if run.state.version != self._left_version or self._purge_pending:
-                self._purge(run)  # catching up: first check, or someone else wrote the record
+                # First check, someone else wrote the record, or a purge is owed.
+                self._purge_pending = True
+                if not stop():
+                    self._purge(run)
             stopped = False
             try:
                 for action in actions:
