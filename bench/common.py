@@ -592,10 +592,12 @@ class Op:
     """One round trip of a check, in order: Vault read/write of a path, or an Encord call."""
 
     peer: str  # "vault" or "encord"
-    kind: str  # vault: "read"/"write"; encord: list, upload, verify, bearer, delete, generate
+    kind: str  # vault: read/read_version/write/destroy; encord: list, upload, verify, bearer,
+    # delete, generate
     name: str = ""  # vault: the last path segment (state, ssh-key, bearer-token)
     data: dict[str, Any] | None = field(default=None, repr=False)
     query: bool = False  # encord list: a second page
+    versions: tuple[int, ...] = ()  # vault read_version/destroy: which versions
 
 
 class CountingVaultStore(VaultStore):
@@ -616,9 +618,18 @@ class CountingVaultStore(VaultStore):
         self.ops.append(Op("vault", "read", rel.rsplit("/", 1)[-1]))
         return super().read(rel)
 
+    def read_version(self, rel: str, version: int) -> Versioned | None:
+        self.ops.append(Op("vault", "read_version", rel.rsplit("/", 1)[-1], versions=(version,)))
+        return super().read_version(rel, version)
+
     def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int:
         self.ops.append(Op("vault", "write", rel.rsplit("/", 1)[-1], data=dict(data)))
         return super().write(rel, data, cas=cas)
+
+    def destroy_versions(self, rel: str, versions: Iterable[int]) -> None:
+        chosen = tuple(versions)
+        self.ops.append(Op("vault", "destroy", rel.rsplit("/", 1)[-1], versions=chosen))
+        super().destroy_versions(rel, chosen)
 
 
 def encord_kind(method: str, path: str) -> str:
@@ -764,6 +775,18 @@ class Floor:
                         self.vault.secrets.kv.v2.read_secret_version(
                             path, mount_point=MOUNT, raise_on_deleted_version=True
                         )
+                elif op.kind == "read_version":
+                    with contextlib.suppress(hvac.exceptions.InvalidPath):
+                        self.vault.secrets.kv.v2.read_secret_version(
+                            path,
+                            version=op.versions[0],
+                            mount_point=MOUNT,
+                            raise_on_deleted_version=False,
+                        )
+                elif op.kind == "destroy":
+                    self.vault.secrets.kv.v2.destroy_secret_versions(
+                        path, list(op.versions), mount_point=MOUNT
+                    )
                 else:
                     answer = self.vault.secrets.kv.v2.create_or_update_secret(
                         path,

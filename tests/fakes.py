@@ -14,8 +14,9 @@ The fake Encord keeps its accounts, keys and tokens in the sandbox's own store
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,23 +114,43 @@ class Calls:
 
 @dataclass(frozen=True, slots=True)
 class StoredVersion:
-    """One version of one KV v2 path, as ``SecretStore.read`` returns it."""
+    """One version of one KV v2 path, as ``SecretStore.read`` returns it.
+
+    A destroyed version reads with ``data`` None, as in KV v2; the fake still keeps what it
+    held (``history``) so the tests can check invariants over everything ever written."""
 
     data: dict[str, Any] | None
     version: int
     created_time: datetime
     seq: int = 0  # global call number of the write (for ordering against Encord's calls)
+    destroyed_seq: int | None = None  # global call number of its destruction, if destroyed
+
+    @property
+    def destroyed(self) -> bool:
+        return self.destroyed_seq is not None
+
+    def as_read(self) -> StoredVersion:
+        """What a reader gets: a copy, without data once destroyed."""
+        data = None if self.destroyed else copy.deepcopy(self.data)
+        return dataclasses.replace(self, data=data)
 
 
 class FakeStore:
-    """In-memory KV v2 with check-and-set, keeping every version of every path."""
+    """In-memory KV v2 with check-and-set, keeping every version of every path for the tests
+    (``history``). Readers see what KV v2 would show: only the newest ``max_versions`` of a
+    path (Vault's default is 10; older ones read as absent), and a destroyed version without
+    its data (``readable``)."""
 
-    def __init__(self, clock: FakeClock, calls: Calls | None = None) -> None:
+    def __init__(
+        self, clock: FakeClock, calls: Calls | None = None, *, max_versions: int = 10
+    ) -> None:
         self.clock = clock
         self.calls = calls or Calls()
+        self.max_versions = max_versions
         self.paths: dict[str, list[StoredVersion]] = {}
         self.writes = 0
         self.reads = 0
+        self.destroyed = 0
 
     def read(self, rel: str) -> StoredVersion | None:
         self.calls.before(f"vault.read {rel}", StoreUnavailable)
@@ -138,10 +159,19 @@ class FakeStore:
         self.calls.after(f"vault.read {rel}")
         if not versions:
             return None
-        newest = versions[-1]
-        return StoredVersion(
-            copy.deepcopy(newest.data), newest.version, newest.created_time, newest.seq
-        )
+        return versions[-1].as_read()
+
+    def read_version(self, rel: str, version: int) -> StoredVersion | None:
+        """Version ``version`` (None if never written); destroyed ones read with data None."""
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"version must be an integer >= 1, got {version!r}")
+        self.calls.before(f"vault.read_version {rel}", StoreUnavailable)
+        self.reads += 1
+        versions = self.paths.get(rel, [])
+        self.calls.after(f"vault.read_version {rel}")
+        if version > len(versions) or version <= len(versions) - self.max_versions:
+            return None  # never written, or pruned
+        return versions[version - 1].as_read()
 
     def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int:
         self.calls.before(f"vault.write {rel}", StoreUnavailable)
@@ -159,14 +189,36 @@ class FakeStore:
             raise StoreUnavailable("fake vault: answer lost after the write (injected)")
         return version
 
+    def destroy_versions(self, rel: str, versions: Iterable[int]) -> None:
+        """Destroy these versions' data for good; versions never written or destroyed
+        already are passed over, as KV v2 does."""
+        chosen = sorted(set(versions))
+        self.calls.before(f"vault.destroy_versions {rel}", StoreUnavailable)
+        held = self.paths.get(rel, [])
+        seq = self.calls.count + 1
+        for number in chosen:
+            if 1 <= number <= len(held) and not held[number - 1].destroyed:
+                held[number - 1] = dataclasses.replace(held[number - 1], destroyed_seq=seq)
+        self.destroyed += len(chosen)
+        lost = self.calls.lost_answer()
+        self.calls.after(f"vault.destroy_versions {rel}")
+        if lost:
+            raise StoreUnavailable("fake vault: answer lost after the destroy (injected)")
+
     # -- for tests, not part of SecretStore (no call counted) --------------------------------
 
     def history(self, rel: str) -> list[StoredVersion]:
+        """Every version ever written, with its data even once destroyed."""
         return list(self.paths.get(rel, []))
+
+    def readable(self, rel: str) -> list[StoredVersion]:
+        """Every version a reader may still ask for, as it sees it now (the newest
+        ``max_versions``; destroyed ones without their data)."""
+        return [v.as_read() for v in self.paths.get(rel, [])[-self.max_versions :]]
 
     def latest(self, rel: str) -> dict[str, Any] | None:
         versions = self.paths.get(rel)
-        return None if not versions else copy.deepcopy(versions[-1].data)
+        return None if not versions else versions[-1].as_read().data
 
     def put(self, rel: str, data: Mapping[str, Any]) -> None:
         """Write as someone else would (a human, another tool): no call counted."""

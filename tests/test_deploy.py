@@ -49,6 +49,7 @@ import rotator
 from rotator.adapters.vault import VaultStore, connect
 from rotator.cli import ENV_HELP
 from rotator.core.errors import AccessDenied
+from rotator.core.keys import load_private
 from rotator.dev.openbao import OpenBaoDev, find_bao
 from rotator.dev.sandbox.seed import SeedConfig
 from rotator.runtime.config import from_env
@@ -1087,3 +1088,80 @@ def test_plan_and_two_replicas_work_under_the_policy_alone(
     events = [e for p in replicas for e in p.events()]
     assert not [e for e in events if e.get("event") in ("check.failed", "check.crashed")]
     assert not [e for e in events if "denied" in str(e.get("event"))]
+
+
+def _private_keys(data: Any) -> set[str]:
+    """Every ``private_key`` text anywhere in a stored version."""
+    if isinstance(data, dict):
+        found = {data["private_key"]} if isinstance(data.get("private_key"), str) else set()
+        return found.union(*(_private_keys(v) for v in data.values()))
+    if isinstance(data, list):
+        return set().union(*(_private_keys(v) for v in data))
+    return set()
+
+
+def test_no_readable_version_keeps_a_revoked_key_under_the_policy_alone(
+    openbao: OpenBaoDev,
+    rotator_token: str,
+    vault_store: VaultStore,
+    vault_prefix: str,
+    sandbox: SandboxHandle,
+) -> None:
+    """With only the shipped policy, the daemon rotates and revokes several times, destroying
+    as it goes the older versions that hold a revoked key; a restarted daemon's first check
+    finishes what a stop left. Then no readable version of any of the account's paths holds
+    the private key of a key the sandbox no longer has, and the newest versions are intact."""
+    from tests.e2e import CALM_TIMINGS, Proc
+
+    env = base_env(openbao, vault_prefix, sandbox.url, VAULT_TOKEN=rotator_token)
+    code, _, err = rotator_cli(
+        ["bootstrap", "alpha", "--private-key-file", str(sandbox.bootstrap_key_file)], env
+    )
+    assert code == 0, err[-2000:]
+    fast = Proc(["run"], env)
+    try:
+        end = time.monotonic() + 40
+        while time.monotonic() < end and (
+            sum(e.get("event") == "key.revoked" for e in fast.events()) < 3
+        ):
+            time.sleep(0.1)
+        fast.popen.send_signal(signal.SIGTERM)
+        assert fast.finish(timeout=15) == 0
+    finally:
+        fast.kill()
+    calm = Proc(["run"], {**env, **CALM_TIMINGS, "ROTATOR_LOG_LEVEL": "debug"})
+    try:
+        assert calm.wait_for(lambda e: e.get("event") == "check.finished", 20), calm.text()
+        calm.popen.send_signal(signal.SIGTERM)
+        assert calm.finish(timeout=15) == 0
+    finally:
+        calm.kill()
+    events = fast.events() + calm.events()
+    revoked = {e["key_id"] for e in events if e.get("event") == "key.revoked"}
+    assert len(revoked) >= 3, fast.text()[-3000:]
+    assert revoked <= {e["key_id"] for e in events if e.get("event") == "vault.purged"}
+    bad = [
+        e
+        for e in events
+        if e.get("event") in ("check.failed", "check.crashed", "vault.purge_failed")
+        or "denied" in json.dumps(e).lower()
+    ]
+    assert not bad, bad[:3]
+    fast.assert_all_json()
+    calm.assert_all_json()
+
+    at_sandbox = {k.key_id for k in sandbox.sandbox.keys("alpha")}
+    destroyed: dict[str, int] = {}
+    for name in ("ssh-key", "state", "bearer-token", "lease"):
+        newest = vault_store.read(f"alpha/{name}")
+        assert newest is not None and newest.data is not None, f"newest {name} unreadable"
+        destroyed[name] = 0
+        for version in range(1, newest.version + 1):
+            got = vault_store.read_version(f"alpha/{name}", version)
+            if got is None or got.data is None:
+                destroyed[name] += got is not None
+                continue
+            held = {load_private(text).key_id for text in _private_keys(got.data)}
+            assert held <= at_sandbox, f"alpha/{name} version {version} holds a revoked key"
+    assert destroyed["ssh-key"] >= 2 and destroyed["state"] >= 2, destroyed
+    assert destroyed["bearer-token"] == destroyed["lease"] == 0, destroyed

@@ -9,6 +9,8 @@ over the whole history the fakes keep:
 3. the current key is never revoked;
 4. no key is revoked before its grace is over;
 5. after a completed check (reconciliation) no owned key is orphaned;
+6. at rest, no readable version of the record or of a consumer path holds a private key the
+   record no longer holds (:func:`assert_only_live_keys_readable`);
 
 plus: each rotation (one title) put at most one key at Encord, and the rotator never deletes
 a key it does not own.
@@ -179,6 +181,7 @@ class Auditor:
             if k.key_id in owned or k.title.startswith(PREFIX)
         }
         assert owned_remote == currents
+        assert_only_live_keys_readable(self.world)
 
     def finish(self, runner: Runner) -> None:
         """Let the account come to rest: settle, let every grace run out, settle, converge."""
@@ -186,6 +189,34 @@ class Auditor:
         self.world.clock.advance(self.world.policy.grace + MIN)
         runner.settle()
         self.assert_converged()
+
+
+def assert_only_live_keys_readable(world: World) -> None:
+    """Every version a reader can still get, of the record and of every consumer path, holds
+    only private keys the newest record holds (pending, current, retiring): what was let go
+    was destroyed. Checked with the key ids, so a failure names no secret."""
+    live = set(private_keys_in(STATE_NAME, world.store.latest(world.rel(STATE_NAME))))
+    for name in (STATE_NAME, *KEY_KINDS):
+        for v in world.store.readable(world.rel(name)):
+            stale = {kid for text, kid in private_keys_in(name, v.data).items() if text not in live}
+            assert not stale, f"{name} version {v.version} still holds let-go keys {stale}"
+
+
+def private_keys_in(name: str, data: dict[str, Any] | None) -> dict[str, str | None]:
+    """The private keys a stored version holds (text -> key id): a record's pending, current
+    and retiring keys, or a consumer path's key."""
+    if data is None:
+        return {}
+    if name != STATE_NAME:
+        return {data["private_key"]: data.get("key_id")} if "private_key" in data else {}
+    found: dict[str, str | None] = {}
+    for ks in from_dict(data, 1, account="alpha").kinds.values():
+        for record in (ks.current, *ks.retiring):
+            if record is not None:
+                found[record.private_key] = record.key_id
+        if ks.pending is not None and ks.pending.private_key:
+            found[ks.pending.private_key] = ks.pending.key_id
+    return found
 
 
 def secrets_of(world: World) -> list[str]:
@@ -919,6 +950,7 @@ def test_hook_steps_are_discovered() -> None:
         "after_bearer_vault",
         "after_delete_unverified",
         "after_delete_lost",
+        "after_purge",
     } <= seen
 
 

@@ -3,7 +3,7 @@ at every check, and the margins and measure that keep skewed clocks from sharing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -126,6 +126,14 @@ class Counting:
     def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int:
         self.calls.append(f"write {rel}")
         return self.inner.write(rel, data, cas=cas)
+
+    def read_version(self, rel: str, version: int) -> VersionedData | None:
+        self.calls.append(f"read {rel}@{version}")
+        return self.inner.read_version(rel, version)
+
+    def destroy_versions(self, rel: str, versions: Iterable[int]) -> None:
+        self.calls.append(f"destroy {rel}")
+        self.inner.destroy_versions(rel, versions)
 
 
 def test_every_acquire_renews_the_whole_lease_with_one_write(vault_store: VaultStore) -> None:

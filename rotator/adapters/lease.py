@@ -30,7 +30,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -266,10 +266,22 @@ class FencedStore:
     def read(self, rel: str) -> VersionedData | None:
         return self._store.read(rel)
 
+    def read_version(self, rel: str, version: int) -> VersionedData | None:
+        return self._store.read_version(rel, version)
+
     def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int:
+        self._fence()
+        return self._store.write(rel, data, cas=cas)
+
+    def destroy_versions(self, rel: str, versions: Iterable[int]) -> None:
+        self._fence()
+        self._store.destroy_versions(rel, versions)
+
+    def _fence(self) -> None:
+        # A write outside a check (bootstrap through the daemon's engine) takes the lease
+        # first if it is free; one held by another live replica refuses it.
         _take_if_free(self._lease)
         self._lease.ensure()
-        return self._store.write(rel, data, cas=cas)
 
 
 class FencedRegistry:

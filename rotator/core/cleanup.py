@@ -71,5 +71,6 @@ def delete_orphan(run: Run, action: DeleteOrphan) -> str | None:
     if not delete_key(run, key, kind=None):
         return "awaiting_revocation"
     run.hook("after_orphan_delete")
+    run.purge_due = True  # a record of an earlier run may have held its private key
     log.warning("key.orphan_deleted", key_id=key.key_id, title=key.title)
     return "orphan_deleted"

@@ -17,6 +17,7 @@ from rotator.core.errors import CorruptState, KeyFormatError
 from rotator.core.keys import KeyPair
 from rotator.core.policy import Policy
 from rotator.core.ports import Registry, RegistryFactory, SecretStore, VersionedData
+from rotator.core.purge import live_keys
 from rotator.core.state import STATE_NAME, AccountState, KeyRecord, from_dict, to_dict
 from rotator.core.vocab import Account, RemoteKey, rfc3339
 
@@ -99,6 +100,9 @@ class Run:
     remote: dict[str, RemoteKey]
     consumers: dict[str, VersionedData | None]
     rotations: list[tuple[str, str]] = field(default_factory=list)  # (kind, outcome)
+    purge_due: bool = False
+    """Set when the check let a private key go (or deleted an orphan): older versions may
+    hold it, so the check ends with :func:`rotator.core.purge.purge`."""
 
     @property
     def account(self) -> Account:
@@ -113,5 +117,7 @@ class Run:
 
     def save(self, new: AccountState) -> AccountState:
         """Write ``new`` over the record as last written (check-and-set)."""
+        let_go = live_keys(self.state) - live_keys(new)
         self.state = self.context.save_state(self.state, new)
+        self.purge_due = self.purge_due or bool(let_go)
         return self.state

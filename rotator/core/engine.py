@@ -10,7 +10,9 @@ One :meth:`Engine.check`:
    (:mod:`rotator.core.bearer`). Every step that calls out is preceded by a check-and-set
    write of the state record that says what is about to happen, and followed by one that
    says it happened: a crash anywhere leaves a record from which the next check finishes or
-   rolls back (``ResumeRotation``), Vault's write-ahead idea applied to Encord.
+   rolls back (``ResumeRotation``), Vault's write-ahead idea applied to Encord;
+4. when a private key may have been let go, the purge (:mod:`rotator.core.purge`) destroys
+   the older Vault versions that still hold it.
 
 ``hook(step)`` is called after every outside call so tests can stop the engine there.
 Bootstrap, ``rotator rotate`` requests and status are :mod:`rotator.core.admin`'s.
@@ -26,8 +28,9 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from rotator.core import bearer, cleanup, rotation
+from rotator.core import bearer, cleanup, purge, rotation
 from rotator.core.context import AccountContext, Run
+from rotator.core.errors import AccessDenied, TransientError
 from rotator.core.kinds import known_keys
 from rotator.core.policy import (
     Action,
@@ -99,6 +102,11 @@ class Engine:
         self.verify = rotation.Verifier(attempts=verify_attempts, delay=verify_delay, sleep=sleep)
         self.consumer_recheck = consumer_recheck
         self._consumers_read_at: datetime | None = None
+        # The purge's memory (see rotator.core.purge): the record's version as this engine's
+        # last check left it (None: no check yet), and whether older versions may still hold
+        # a key let go.
+        self._left_version: int | None = None
+        self._purge_pending = False
 
     @property
     def account(self) -> Account:
@@ -198,19 +206,50 @@ class Engine:
             if dry_run:
                 log.info("plan.decided", dry_run=True, actions=describe(actions))
                 return result
-            for action in actions:
-                if stop() and not isinstance(action, Wait):
-                    log.info("check.stopped_early", remaining=len(actions))
-                    break
-                outcome = self._execute(run, action)
-                if outcome:
-                    result.outcomes.append(outcome)
-                if isinstance(action, Wait):
-                    result.next_due = action.until
+            if run.state.version != self._left_version or self._purge_pending:
+                # First check, someone else wrote the record, or a purge is owed.
+                self._purge_pending = True
+                if not stop():
+                    self._purge(run)
+            stopped = False
+            try:
+                for action in actions:
+                    if stop() and not isinstance(action, Wait):
+                        log.info("check.stopped_early", remaining=len(actions))
+                        stopped = True
+                        break
+                    outcome = self._execute(run, action)
+                    if outcome:
+                        result.outcomes.append(outcome)
+                    if isinstance(action, Wait):
+                        result.next_due = action.until
+            finally:
+                self._purge_pending = self._purge_pending or run.purge_due
+            if run.purge_due and not stopped:
+                self._purge(run)  # this check let a key go
+            self._left_version = run.state.version
             result.keys_held = len(run.remote)
             result.rotations = list(run.rotations)
             result.state = run.state
         return result
+
+    def _purge(self, run: Run) -> None:
+        """Purge (:mod:`rotator.core.purge`) only when it may find something: before the
+        actions of this engine's first check (a restart, after a crash anywhere) or of a check
+        that finds the record written by someone else since its last one (another replica,
+        ``rotator bootstrap``); after the actions of a check that let a key go or deleted an
+        orphan; and at every check until a purge found every older version clean. A check
+        stopped or failed before its purge leaves it pending for the next one.
+
+        A purge that fails (Vault unavailable, or a policy without ``destroy/``) is logged
+        and owed, and the check goes on: it never holds up a rotation or a revocation."""
+        self._purge_pending = True  # until this purge has run to its end
+        run.purge_due = False
+        try:
+            self._purge_pending = not purge.purge(run)
+        except (TransientError, AccessDenied) as exc:
+            level = "warning" if isinstance(exc, TransientError) else "error"
+            getattr(log, level)("vault.purge_failed", error_kind=exc.kind, error=str(exc))
 
     def _execute(self, run: Run, action: Action) -> str | None:
         match action:

@@ -4,7 +4,7 @@ the core never learns which it was given."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -60,5 +60,18 @@ class VersionedData(Protocol):
 class SecretStore(Protocol):
     """KV v2 with check-and-set, relative to ``{prefix}/``."""
 
-    def read(self, rel: str) -> VersionedData | None: ...
+    def read(self, rel: str) -> VersionedData | None:
+        """The newest version; None if the path was never written."""
+        ...
+
+    def read_version(self, rel: str, version: int) -> VersionedData | None:
+        """Version ``version``; None if it does not exist (never written, or pruned by
+        ``max_versions``). A deleted or destroyed version reads with ``data`` None."""
+        ...
+
     def write(self, rel: str, data: Mapping[str, Any], *, cas: int) -> int: ...
+
+    def destroy_versions(self, rel: str, versions: Iterable[int]) -> None:
+        """Destroy the data of these versions for good (the path and its other versions
+        stay; a version destroyed already is no error)."""
+        ...
