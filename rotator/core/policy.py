@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from rotator.core.state import AccountState, KeyRecord
+from rotator.core.state import AccountState, KeyRecord, KindState
 from rotator.core.vocab import KeyKind, RemoteKey
 
 
@@ -178,107 +178,156 @@ def plan(
     """Every action due now, in the order to carry them out, ending with a Wait.
 
     ``force`` names key kinds to rotate now whatever their age (``rotator rotate``); the cap
-    still applies.
+    still applies. The steps, in order: resume half-done rotations (the write-ahead log is
+    replayed before anything new), retire keys, delete orphans, rotate what is due within
+    the room the cap leaves, refresh the bearer token.
     """
-    state = snapshot.state
-    remote_ids = {k.key_id for k in snapshot.remote}
-    actions: list[Action] = []
-    deleting: set[str] = set()
-    next_times: list[datetime] = []
+    draft = _Draft()
+    _resume_pending(snapshot.state, draft)
+    _retire(snapshot, now, draft)
+    _delete_orphans(snapshot, draft)
+    _rotate_due(snapshot, policy, now, force, draft)
+    _refresh_bearer(snapshot.state, policy, now, draft)
+    until = min(draft.next_times) if draft.next_times else None
+    draft.actions.append(Wait(until=until, reason="next_due" if until else "nothing_scheduled"))
+    return draft.actions
 
-    # 1. Half-done rotations first: the write-ahead log is replayed before anything new.
-    for kind in state.kinds:
-        ks = state.kind(kind)
+
+@dataclass(slots=True)
+class _Draft:
+    """A plan being made: its actions so far, the key ids they delete, and the moments at
+    which something falls due later."""
+
+    actions: list[Action] = field(default_factory=list)
+    deleting: set[str] = field(default_factory=set)
+    next_times: list[datetime] = field(default_factory=list)
+
+
+def _resume_pending(state: AccountState, draft: _Draft) -> None:
+    """Step 1: every rotation left half done is resumed, before anything new."""
+    for kind, ks in state.kinds.items():
         if ks.pending is not None:
-            actions.append(ResumeRotation(kind=_as_kind(kind)))
+            draft.actions.append(ResumeRotation(kind=_as_kind(kind)))
 
-    # 2. Retiring keys: forget those already gone, revoke those whose grace is over.
-    for kind in state.kinds:
-        ks = state.kind(kind)
+
+def _retire(snapshot: Snapshot, now: datetime, draft: _Draft) -> None:
+    """Step 2: retiring keys already gone are forgotten, those whose grace is over revoked."""
+    remote_ids = {k.key_id for k in snapshot.remote}
+    for kind, ks in snapshot.state.kinds.items():
         current_id = ks.current.key_id if ks.current else None
         for key in ks.retiring:
             if key.key_id == current_id:
                 continue  # never revoke the current key, whatever the record says
             if key.key_id not in remote_ids:
-                actions.append(Forget(kind=_as_kind(kind), key_id=key.key_id))
+                draft.actions.append(Forget(kind=_as_kind(kind), key_id=key.key_id))
             elif key.retire_after is not None and key.retire_after <= now:
-                actions.append(Revoke(kind=_as_kind(kind), key=key))
-                deleting.add(key.key_id)
+                draft.actions.append(Revoke(kind=_as_kind(kind), key=key))
+                draft.deleting.add(key.key_id)
             elif key.retire_after is not None:
-                next_times.append(key.retire_after)
+                draft.next_times.append(key.retire_after)
 
-    # 3. Orphans: owned by title, explained by no record.
+
+def _delete_orphans(snapshot: Snapshot, draft: _Draft) -> None:
+    """Step 3: owned keys (by title) that no record explains are deleted."""
     for orphan in orphans(snapshot):
-        actions.append(DeleteOrphan(key=orphan))
-        deleting.add(orphan.key_id)
+        draft.actions.append(DeleteOrphan(key=orphan))
+        draft.deleting.add(orphan.key_id)
 
-    # 4. Rotations, each only if the cap leaves room once the deletions above are done.
-    held = len([k for k in snapshot.remote if k.key_id not in deleting])
-    pending_kinds = {k for k, ks in state.kinds.items() if ks.pending is not None}
+
+def _held_after(snapshot: Snapshot, deleting: set[str]) -> int:
+    """Keys the account will hold once ``deleting`` is gone and the recorded intents resumed.
+
+    An intent Encord does not hold yet will take a slot when it is resumed. One it holds
+    (found by key id, or by title when Encord generated it) is counted in ``remote``
+    already; a ``registered`` one that is gone will be rolled back and takes none.
+    """
+    remote_ids = {k.key_id for k in snapshot.remote}
     remote_titles = {k.title for k in snapshot.remote}
-    for ks in state.kinds.values():
-        # An intent Encord does not hold yet will take a slot when it is resumed. One it holds
-        # (found by key id, or by title when Encord generated it) is counted in ``remote``
-        # already; a ``registered`` one that is gone will be rolled back and takes none.
+    held = len([k for k in snapshot.remote if k.key_id not in deleting])
+    for ks in snapshot.state.kinds.values():
         p = ks.pending
         if p is None or p.phase != "intent":
             continue
         held_already = p.key_id in remote_ids if p.key_id else p.title in remote_titles
         if not held_already:
             held += 1
-    signer = state.signer()
+    return held
+
+
+def _rotation_reason(
+    snapshot: Snapshot, kind: KeyKind, policy: Policy, now: datetime, force: frozenset[str],
+    draft: _Draft,
+) -> str | Blocked | None:
+    """Why ``kind`` needs a new key now (None: it does not, and when it will is noted)."""
+    ks = snapshot.state.kind(kind)
+    if ks.current is None:
+        if snapshot.state.signer() is None:
+            return Blocked(kind=kind, reason="not_bootstrapped")
+        return "no_current_key"
+    if ks.current.key_id not in {k.key_id for k in snapshot.remote}:
+        return "current_missing_at_encord"
+    if snapshot.consumer_key_ids.get(kind, ks.current.key_id) != ks.current.key_id:
+        return "consumer_path_mismatch"
+    if kind in force:
+        return "requested"
+    due = due_at(ks.current, policy)
+    if due <= now:
+        return f"expires_in_{_fmt(ks.current.expires_at - now)}"
+    draft.next_times.append(due)
+    return None
+
+
+def _backing_off(ks: KindState, kind: str, policy: Policy, now: datetime,
+                 force: frozenset[str], draft: _Draft) -> bool:
+    """The last attempt failed and its back-off is not over (a request overrides it)."""
+    if kind in force or ks.last is None or ks.last.outcome != "failed":
+        return False
+    retry_at = ks.last.at + policy.failure_backoff()
+    if retry_at <= now:
+        return False
+    draft.next_times.append(retry_at)
+    return True
+
+
+def _rotate_due(
+    snapshot: Snapshot, policy: Policy, now: datetime, force: frozenset[str], draft: _Draft
+) -> None:
+    """Step 4: rotations, each only if the cap leaves room once the deletions are done."""
+    state = snapshot.state
+    held = _held_after(snapshot, draft.deleting)
     for kind in policy.kinds:
-        if kind in pending_kinds:
-            continue
         ks = state.kind(kind)
-        reason: str | None = None
-        if ks.current is None:
-            if signer is None:
-                actions.append(Blocked(kind=kind, reason="not_bootstrapped"))
-                continue
-            reason = "no_current_key"
-        elif ks.current.key_id not in remote_ids:
-            reason = "current_missing_at_encord"
-        elif snapshot.consumer_key_ids.get(kind, ks.current.key_id) != ks.current.key_id:
-            reason = "consumer_path_mismatch"
-        elif kind in force:
-            reason = "requested"
-        else:
-            due = due_at(ks.current, policy)
-            if due <= now:
-                reason = f"expires_in_{_fmt(ks.current.expires_at - now)}"
-            else:
-                next_times.append(due)
-        if reason is None:
+        if ks.pending is not None:
             continue
-        if kind not in force and ks.last is not None and ks.last.outcome == "failed":
-            retry_at = ks.last.at + policy.failure_backoff()
-            if retry_at > now:
-                next_times.append(retry_at)
-                continue
+        reason = _rotation_reason(snapshot, kind, policy, now, force, draft)
+        if isinstance(reason, Blocked):
+            draft.actions.append(reason)
+            continue
+        if reason is None or _backing_off(ks, kind, policy, now, force, draft):
+            continue
         if held + 1 > policy.key_cap:
             detail = f"{held}/{policy.key_cap} keys held"
-            actions.append(Blocked(kind=kind, reason="blocked_by_cap", detail=detail))
+            draft.actions.append(Blocked(kind=kind, reason="blocked_by_cap", detail=detail))
             continue
-        actions.append(Rotate(kind=kind, reason=reason))
+        draft.actions.append(Rotate(kind=kind, reason=reason))
         held += 1
 
-    # 5. Bearer token: fresh, and minted by the key consumers currently hold.
-    if policy.bearer and signer is not None:
-        b = state.bearer
-        rotating = any(isinstance(a, Rotate | ResumeRotation) for a in actions)
-        if b is None:
-            actions.append(MintBearer(reason="no_token"))
-        elif rotating or b.minted_with != signer.key_id:
-            actions.append(MintBearer(reason="signer_changed"))
-        elif b.expires_at - policy.bearer_refresh_margin() <= now:
-            actions.append(MintBearer(reason=f"expires_in_{_fmt(b.expires_at - now)}"))
-        else:
-            next_times.append(b.expires_at - policy.bearer_refresh_margin())
 
-    until = min(next_times) if next_times else None
-    actions.append(Wait(until=until, reason="next_due" if until else "nothing_scheduled"))
-    return actions
+def _refresh_bearer(state: AccountState, policy: Policy, now: datetime, draft: _Draft) -> None:
+    """Step 5: the bearer token is fresh, and minted by the key consumers currently hold."""
+    signer = state.signer()
+    if not policy.bearer or signer is None:
+        return
+    b = state.bearer
+    rotating = any(isinstance(a, Rotate | ResumeRotation) for a in draft.actions)
+    if b is None:
+        draft.actions.append(MintBearer(reason="no_token"))
+    elif rotating or b.minted_with != signer.key_id:
+        draft.actions.append(MintBearer(reason="signer_changed"))
+    elif b.expires_at - policy.bearer_refresh_margin() <= now:
+        draft.actions.append(MintBearer(reason=f"expires_in_{_fmt(b.expires_at - now)}"))
+    else:
+        draft.next_times.append(b.expires_at - policy.bearer_refresh_margin())
 
 
 def _as_kind(kind: str) -> KeyKind:
