@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from rotator.adapters.vault import LOGINS, VaultSettings
 from rotator.cli import ENV_HELP
 from rotator.core.errors import ConfigError
-from rotator.core.vocab import Account
+from rotator.core.vocab import MAX_DURATION, Account
 from rotator.runtime.config import (
     Settings,
     format_duration,
@@ -341,6 +341,15 @@ def test_each_bad_value_gives_one_problem_naming_its_variable(name: str, value: 
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{name}: ")
     assert "\n" not in problems[0]
+
+
+def test_durations_over_100_years_are_refused() -> None:
+    """A duration so long that a time plus it would overflow (ROTATOR_KEY_TTL=999999999d made
+    plan() raise OverflowError) is one clear problem line; 100 years is still accepted."""
+    assert problems_of(env(ROTATOR_KEY_TTL="999999999d")) == [
+        "ROTATOR_KEY_TTL: must be at most 36500d (100 years), got '999999999d'"
+    ]
+    assert from_env(env(ROTATOR_KEY_TTL="36500d")).key_ttl == MAX_DURATION
 
 
 def test_duration_problem_message() -> None:

@@ -31,10 +31,11 @@ from rotator.core.state import (
     BearerState,
     KeyRecord,
     KindState,
+    LastRun,
     Pending,
     Phase,
 )
-from rotator.core.vocab import KEY_KINDS, KeyKind, RemoteKey
+from rotator.core.vocab import EARLIEST, KEY_KINDS, LATEST, MAX_DURATION, KeyKind, RemoteKey
 
 ACCOUNT = "alpha"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -284,6 +285,43 @@ def test_plan_shape(case: Case) -> None:
         assert not any(isinstance(a, MintBearer) for a in actions)
     if not policy.bearer:
         assert not any(isinstance(a, MintBearer) for a in actions)
+
+
+edge_times = st.sampled_from([EARLIEST, LATEST - timedelta(microseconds=1)]) | st.datetimes(
+    min_value=EARLIEST.replace(tzinfo=None),
+    max_value=(LATEST - timedelta(microseconds=1)).replace(tzinfo=None),
+    timezones=st.just(UTC),
+)
+long_hours = st.integers(1, int(MAX_DURATION / timedelta(hours=1)))
+
+
+@settings(max_examples=300)
+@given(
+    issued=edge_times, now=edge_times, failed_at=edge_times, bearer_at=edge_times,
+    created=edge_times, hours=st.lists(long_hours, min_size=3, max_size=3, unique=True),
+)
+def test_plan_never_overflows_within_the_accepted_range(
+    issued: datetime, now: datetime, failed_at: datetime, bearer_at: datetime,
+    created: datetime, hours: list[int],
+) -> None:
+    """Any time the state reader and Encord's answers accept, with any durations configuration
+    accepts (up to 100 years), plans without OverflowError (it used to escape as 'internal')."""
+    before, ttl, grace = sorted(hours)[0], sorted(hours)[2], min(hours)
+    policy = Policy(
+        key_ttl=timedelta(hours=ttl), rotate_before=timedelta(hours=before),
+        grace=timedelta(hours=grace), key_cap=5, bearer_ttl=MAX_DURATION,
+        check_interval=MAX_DURATION, jitter=MAX_DURATION,
+    )
+    cur = record(1, issued, ttl=timedelta(0))
+    old = record(2, issued, retire_after=failed_at, ttl=timedelta(0))
+    bearer = BearerState(issued_at=bearer_at, expires_at=bearer_at, minted_with=cur.key_id)
+    snap = _snap(cur, retiring=(old,), extra=(remote_of(replace(foreign(3, owned_title(3)),
+                 created_at=created)),), bearer=bearer)
+    failed = LastRun(outcome="failed", at=failed_at, reason="due")
+    snap = replace(snap, state=snap.state.with_kind(
+        "ssh-key", replace(snap.state.kind("ssh-key"), last=failed)))
+    for force in (frozenset(), frozenset({"ssh-key"})):
+        assert isinstance(plan(snap, policy, now, force=force)[-1], Wait)
 
 
 # --- examples, one per reason ---------------------------------------------------------------

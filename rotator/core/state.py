@@ -17,7 +17,16 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from rotator.core.errors import CorruptState
-from rotator.core.vocab import KEY_KINDS, Origin, parse_rfc3339, rfc3339, utc
+from rotator.core.vocab import (
+    EARLIEST,
+    KEY_KINDS,
+    LATEST,
+    Origin,
+    in_time_range,
+    parse_rfc3339,
+    rfc3339,
+    utc,
+)
 
 Phase = Literal["intent", "registered"]
 SCHEMA = 1
@@ -232,9 +241,14 @@ class _Reader:
         if v is None:
             return None
         try:
-            return parse_rfc3339(v)
+            value = parse_rfc3339(v)
         except ValueError:
             raise self.fail(f"'{name}' is not an RFC 3339 UTC time") from None
+        if not in_time_range(value):
+            raise self.fail(
+                f"'{name}' is out of range ({EARLIEST.year} to {LATEST.year - 1}): {v[:40]!r}"
+            )
+        return value
 
     def reqdt(self, m: Mapping[str, Any], name: str) -> datetime:
         v = self.dt(m, name)

@@ -68,7 +68,14 @@ from rotator.core.errors import (
 )
 from rotator.core.keys import key_id_of_line, load_private
 from rotator.core.redaction import register_secret
-from rotator.core.vocab import BearerToken, GeneratedKey, Origin, RemoteKey, parse_rfc3339
+from rotator.core.vocab import (
+    BearerToken,
+    GeneratedKey,
+    Origin,
+    RemoteKey,
+    in_time_range,
+    parse_rfc3339,
+)
 
 __all__ = ["Bounds", "EncordClient", "RetryPolicy", "USER_AGENT"]
 
@@ -249,7 +256,7 @@ def _remote_key(obj: object) -> RemoteKey | None:
         created_at = parse_rfc3339(created)
     except ValueError:
         created_at = None
-    if created_at is None:
+    if created_at is None or not in_time_range(created_at):
         return None
     kind: Origin = "generated" if origin == "generated" else "uploaded"
     return RemoteKey(

@@ -15,7 +15,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from rotator.adapters.vault.env import parse_kv_path, show
-from rotator.core.vocab import CREDENTIALS, Account, Credential
+from rotator.core.vocab import CREDENTIALS, MAX_DURATION, Account, Credential
 
 __all__ = [
     "format_duration",
@@ -86,12 +86,17 @@ def format_duration(td: timedelta) -> str:
 
 
 def duration(*, allow_zero: bool = False) -> Callable[[str], timedelta]:
-    """A duration parser; zero is refused unless ``allow_zero``."""
+    """A duration parser; zero is refused unless ``allow_zero``, and so is anything over
+    100 years (``MAX_DURATION``: times plus durations must stay within what a datetime holds)."""
 
     def parse(text: str) -> timedelta:
         td = parse_duration(text)
         if td == timedelta(0) and not allow_zero:
             raise ValueError(f"must be longer than zero, got {show(text)}")
+        if td > MAX_DURATION:
+            raise ValueError(
+                f"must be at most {format_duration(MAX_DURATION)} (100 years), got {show(text)}"
+            )
         return td
 
     return parse

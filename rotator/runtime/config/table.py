@@ -309,7 +309,7 @@ def env_help() -> str:
                 # "— (required with approle)" shows as "(required with approle)"
                 note = text[2:] if text.startswith("— (") else f"(default {text})"
                 lines.append(f"  {var.name:<29} {var.help} {note}")
-    lines.append("durations: 500ms, 4s, 2m, 24h, 90d and sums like 1h30m.")
+    lines.append("durations: 500ms, 4s, 2m, 24h, 90d and sums like 1h30m, up to 36500d.")
     lines.append("exit codes: 0 ok, 1 Vault or Encord refused or failed, 2 bad configuration "
                  "or input.")
     return "\n".join(lines) + "\n"
