@@ -660,3 +660,22 @@ def test_ambiguous_account_names_and_repeated_hashes_are_refused(accounts: str, 
     and one service account under two names, are each one clear line."""
     found = problems_of(env(ROTATOR_ACCOUNTS=accounts))
     assert len(found) == 1 and found[0].startswith("ROTATOR_ACCOUNTS:") and words in found[0]
+
+
+def test_instance_is_derived_from_where_the_state_lives_unless_set() -> None:
+    """Unset, ROTATOR_INSTANCE is a hash of Vault's host:port, namespace, mount and prefix:
+    the same for every replica and restart, different for another Vault, namespace or prefix.
+    Set, it is used as is; a value that could break a key title is one problem line."""
+    base = from_env(env()).instance
+    assert base == from_env(env()).instance and base.startswith("v") and len(base) == 11
+    others = {
+        from_env(env(ROTATOR_VAULT_PREFIX="staging")).instance,
+        from_env(env(ROTATOR_VAULT_MOUNT="kv")).instance,
+        from_env(env(VAULT_NAMESPACE="team-b")).instance,
+        from_env(env(VAULT_ADDR="https://vault.staging.example:8200")).instance,
+    }
+    assert base not in others and len(others) == 4
+    assert from_env(env(ROTATOR_INSTANCE="prod-eu")).instance == "prod-eu"
+    for bad in ("a:b", "x" * 33, "two words"):
+        problems = problems_of(env(ROTATOR_INSTANCE=bad))
+        assert len(problems) == 1 and problems[0].startswith("ROTATOR_INSTANCE: "), problems

@@ -6,8 +6,14 @@ actions out in order. The plan guarantees, whatever the snapshot:
 
 - it never asks for a new key when that would put the account over its cap;
 - it never revokes a current key, nor a retiring one before its grace is over;
-- it never touches a key rotator does not own (not in the record, not titled
-  ``rotator:<account>:``): human break-glass keys only count against the cap.
+- it never touches a key this deployment does not own (not in the record, not titled
+  ``rotator:<instance>:<account>:``): human break-glass keys, and the keys of another
+  deployment sharing the service account, only count against the cap;
+- it never deletes an orphan (owned by title, explained by no record) that is the key at the
+  newest version of a consumer path, or that Encord created less than GRACE ago.
+
+Keys titled in the format before instances (``rotator:<account>:``) are owned only while the
+record explains them: any deployment of that time may have made them.
 """
 
 from __future__ import annotations
@@ -20,14 +26,20 @@ from rotator.core.state import AccountState, KeyRecord, KindState
 from rotator.core.vocab import KeyKind, RemoteKey
 
 
-def owned_title_prefix(account: str) -> str:
-    """Titles rotator gives the keys it registers: ``rotator:<account>:<UTC time>``."""
-    return f"rotator:{account}:"
+def owned_title_prefix(instance: str, account: str) -> str:
+    """Titles this deployment gives the keys it registers for ``account``:
+    ``rotator:<instance>:<account>:<UTC time>-<random>``. The instance tells deployments that
+    share one service account apart (``ROTATOR_INSTANCE``)."""
+    return f"rotator:{instance}:{account}:"
+
+
+DEFAULT_INSTANCE = "default"
+"""The instance of a Policy built without one (tests); wiring always passes the settings'."""
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """The timing and cap rules, from Settings (durations as timedelta)."""
+    """The timing, cap and ownership rules, from Settings (durations as timedelta)."""
 
     key_ttl: timedelta
     rotate_before: timedelta
@@ -38,6 +50,9 @@ class Policy:
     bearer_ttl: timedelta = timedelta(hours=1)
     check_interval: timedelta = timedelta(minutes=5)
     jitter: timedelta = timedelta(seconds=30)
+    instance: str = DEFAULT_INSTANCE
+    """The deployment's identity (``ROTATOR_INSTANCE``, by default derived from where its
+    state lives in Vault), in the titles of the keys it registers; wiring always sets it."""
 
     def failure_backoff(self) -> timedelta:
         """After a rotation failed (a new key never authenticated, Encord refused it), wait
@@ -148,17 +163,20 @@ def due_at(key: KeyRecord, policy: Policy) -> datetime:
     return key.issued_at + policy.key_ttl - policy.rotate_before
 
 
-def is_owned(key: RemoteKey, account: str, state: AccountState) -> bool:
-    """Owned: in the record, or titled by rotator for this account."""
-    return key.key_id in state.owned_key_ids() or key.title.startswith(owned_title_prefix(account))
+def is_owned(key: RemoteKey, snapshot: Snapshot, policy: Policy) -> bool:
+    """Owned: in the record, or titled by this deployment for this account."""
+    return key.key_id in snapshot.state.owned_key_ids() or key.title.startswith(
+        owned_title_prefix(policy.instance, snapshot.account)
+    )
 
 
-def orphans(snapshot: Snapshot) -> list[RemoteKey]:
-    """Owned keys at Encord that the record does not explain."""
+def _unexplained(snapshot: Snapshot, policy: Policy) -> list[RemoteKey]:
+    """Keys titled by this deployment for this account that neither the record (key ids, the
+    title of a rotation in flight) nor the newest version of a consumer path explains."""
     state = snapshot.state
-    explained = state.owned_key_ids()
+    explained = state.owned_key_ids() | {i for i in snapshot.consumer_key_ids.values() if i}
     pending_titles = {ks.pending.title for ks in state.kinds.values() if ks.pending is not None}
-    prefix = owned_title_prefix(snapshot.account)
+    prefix = owned_title_prefix(policy.instance, snapshot.account)
     return [
         k
         for k in snapshot.remote
@@ -166,6 +184,17 @@ def orphans(snapshot: Snapshot) -> list[RemoteKey]:
         and k.key_id not in explained
         and k.title not in pending_titles
     ]
+
+
+def _young(key: RemoteKey, policy: Policy, now: datetime) -> bool:
+    """Encord created it less than GRACE ago (or, by its clock, in the future): a consumer may
+    hold it although no record says so (a record lost and re-bootstrapped), so it is kept."""
+    return now - key.created_at < policy.grace
+
+
+def orphans(snapshot: Snapshot, policy: Policy, now: datetime) -> list[RemoteKey]:
+    """Owned keys at Encord that nothing explains and that may be deleted now."""
+    return [k for k in _unexplained(snapshot, policy) if not _young(k, policy, now)]
 
 
 def plan(
@@ -185,7 +214,7 @@ def plan(
     draft = _Draft()
     _resume_pending(snapshot.state, draft)
     _retire(snapshot, now, draft)
-    _delete_orphans(snapshot, draft)
+    _delete_orphans(snapshot, policy, now, draft)
     _rotate_due(snapshot, policy, now, force, draft)
     _refresh_bearer(snapshot.state, policy, now, draft)
     until = min(draft.next_times) if draft.next_times else None
@@ -227,11 +256,14 @@ def _retire(snapshot: Snapshot, now: datetime, draft: _Draft) -> None:
                 draft.next_times.append(key.retire_after)
 
 
-def _delete_orphans(snapshot: Snapshot, draft: _Draft) -> None:
-    """Step 3: owned keys (by title) that no record explains are deleted."""
-    for orphan in orphans(snapshot):
-        draft.actions.append(DeleteOrphan(key=orphan))
-        draft.deleting.add(orphan.key_id)
+def _delete_orphans(snapshot: Snapshot, policy: Policy, now: datetime, draft: _Draft) -> None:
+    """Step 3: owned keys (by title) that nothing explains are deleted once GRACE old."""
+    for key in _unexplained(snapshot, policy):
+        if _young(key, policy, now):
+            draft.next_times.append(now + (policy.grace - (now - key.created_at)))
+        else:
+            draft.actions.append(DeleteOrphan(key=key))
+            draft.deleting.add(key.key_id)
 
 
 def _held_after(snapshot: Snapshot, deleting: set[str]) -> int:

@@ -24,6 +24,7 @@ __all__ = [
     "parse_credentials",
     "parse_duration",
     "parse_http_addr",
+    "parse_instance",
     "parse_kv_path",
     "parse_namespace",
     "parse_url",
@@ -255,6 +256,20 @@ def parse_credentials(text: str) -> frozenset[Credential]:
             f"known: {', '.join(CREDENTIALS)}"
         )
     return frozenset(cast(Credential, entry) for entry in entries)
+
+
+_INSTANCE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+
+
+def parse_instance(text: str) -> str:
+    """A deployment's identity for key titles: 1 to 32 letters, digits, '.', '_' or '-'."""
+    value = text.strip()
+    if not _INSTANCE_RE.fullmatch(value):
+        raise ValueError(
+            "expected 1 to 32 letters, digits, '.', '_' or '-' (it goes into key titles, "
+            f"where ':' separates the parts), got {show(text)}"
+        )
+    return value
 
 
 def parse_accounts(text: str) -> tuple[Account, ...]:
