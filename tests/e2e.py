@@ -175,11 +175,20 @@ def journal_max_keys(path: Path) -> int:
     )
 
 
-def owned_orphans(sandbox: Sandbox, account: str, state_key_ids: set[str]) -> list[str]:
-    """rotator-titled keys at the sandbox that the state record does not explain."""
-    prefix = owned_title_prefix(account)
+def owned_orphans(
+    sandbox: Sandbox, account: str, state_key_ids: set[str], *, instance: str | None = None
+) -> list[str]:
+    """Keys at the sandbox titled by rotator for ``account`` (by ``instance``; by any when
+    None, in either title format) that the state record does not explain."""
+
+    def titled(title: str) -> bool:
+        if instance is not None:
+            return title.startswith(owned_title_prefix(instance, account))
+        parts = title.split(":")
+        return parts[0] == "rotator" and account in parts[1:3] and len(parts) >= 3
+
     return [
         k.key_id
         for k in sandbox.keys(account)
-        if k.title.startswith(prefix) and k.key_id not in state_key_ids
+        if titled(k.title) and k.key_id not in state_key_ids
     ]

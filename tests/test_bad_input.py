@@ -71,6 +71,9 @@ CONFIG_ROWS: dict[str, ConfigRow] = {
     "duration-overflow": ConfigRow(
         {"ROTATOR_BEARER_TTL": "99999999999999d"}, ("ROTATOR_BEARER_TTL",)
     ),
+    "duration-over-100-years": ConfigRow(
+        {"ROTATOR_KEY_TTL": "999999999d"}, ("ROTATOR_KEY_TTL",), ("100 years",)
+    ),
     # inconsistent TTL / grace / cap
     "rotate-before-not-under-ttl": ConfigRow(
         {"ROTATOR_KEY_TTL": "3s", "ROTATOR_ROTATE_BEFORE": "3s"},
@@ -470,6 +473,10 @@ DATA_ROWS: dict[str, DataRow] = {
     "state-time-nonsense": DataRow(
         lambda s: s.edit_state(lambda d: _current(d).update(issued_at="last tuesday")),
         ("state record", "'issued_at' is not an RFC 3339 UTC time"),
+    ),
+    "state-time-far-future": DataRow(
+        lambda s: s.edit_state(lambda d: _current(d).update(issued_at="9999-12-31T23:59:59Z")),
+        ("state record", "'issued_at' is out of range"),
     ),
     "state-pending-phase-nonsense": DataRow(
         lambda s: s.edit_state(

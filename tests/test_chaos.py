@@ -40,6 +40,7 @@ from rotator.core import keys
 from rotator.core.state import from_dict
 from rotator.dev.openbao import OpenBaoDev
 from rotator.dev.sandbox import Faults
+from rotator.runtime.config import from_env
 from tests.e2e import FAST_SDK, Proc, base_env, owned_orphans, rotator_cli, sdk_authenticates
 from tests.fixtures_sandbox import MakeSandbox
 from tests.secret_scan import assert_no_secrets, note_exception, remember
@@ -457,3 +458,170 @@ def test_chaos_long(
     print(_summary(seed, result))
     for name, n in result.rotations.items():
         assert n >= 25, f"seed={seed}: {name} rotated only {n} times"
+
+
+# --- two deployments on one service account ----------------------------------------------------
+
+
+def _journal(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _owners(journal: list[dict[str, Any]], adopted: dict[str, str]) -> dict[str, str]:
+    """Key id -> deployment: the ``adopted`` admin keys, and every key added by a request
+    signed with a key of that deployment (the journal's ``by``), in journal order."""
+    owners = dict(adopted)
+    for e in journal:
+        if e.get("event") == "key.added" and e.get("by") in owners:
+            owners.setdefault(e["key_id"], owners[e["by"]])
+    return owners
+
+
+def test_two_deployments_share_one_account(
+    openbao: OpenBaoDev, vault_prefix: str, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    """Two deployments (different Vault prefixes, the same account name and service-account
+    hash, cap 5) rotate one sandbox account under faults, each SIGKILLed a few times: the
+    journal shows neither ever deleting a key titled by the other, the account never over 5
+    keys, and each deployment's newest consumer version authenticates throughout."""
+    seed = chaos_seed()
+    print(f"chaos seed={seed} (repeat with ROTATOR_CHAOS_SEED={seed})")
+    rng = random.Random(seed)  # noqa: S311 - chaos dice, not cryptography
+    folder = tmp_path / "two"
+    folder.mkdir()
+    handle = make_sandbox(
+        seed={
+            "service_accounts": [
+                {
+                    "name": "alpha",
+                    "hash": "sa-alpha",
+                    "key_cap": 5,
+                    "bootstrap_key_file": str(folder / "alpha.key"),
+                }
+            ]
+        }
+    )
+    assert handle.journal_path is not None
+    prefixes = {"staging": f"{vault_prefix}/staging", "prod": f"{vault_prefix}/prod"}
+    envs = {
+        d: base_env(openbao, p, handle.url, ROTATOR_KEY_CAP="5") for d, p in prefixes.items()
+    }
+    instances = {d: from_env(env).instance for d, env in envs.items()}
+    assert instances["staging"] != instances["prod"]
+    # Each deployment adopts an admin's key: the seeded one, and one more made for prod.
+    admin = keys.load_private((folder / "alpha.key").read_text())
+    prod_admin = keys.generate(comment="admin key (prod)")
+    with EncordClient(handle.url, EncordAuth(admin)) as human:
+        human.upload_key("sa-alpha", "admin key (prod)", prod_admin.public_line)
+    (folder / "prod.key").write_text(prod_admin.private_openssh)
+    owner_of = {admin.key_id: "staging", prod_admin.key_id: "prod"}  # key id -> deployment
+    for d, key_file in (("staging", "alpha.key"), ("prod", "prod.key")):
+        rc, out, err = rotator_cli(
+            ["bootstrap", "alpha", "--private-key-file", str(folder / key_file)], envs[d]
+        )
+        assert rc == 0, f"seed={seed}: bootstrap {d}: {err[-500:]}"
+
+    stores = {
+        d: VaultStore(connect(openbao.addr, openbao.root_token), mount="secret", prefix=p)
+        for d, p in prefixes.items()
+    }
+    handle.sandbox.faults = CHAOS_FAULTS
+    stop = threading.Event()
+    consumers = {
+        d: Consumer(account="alpha", bao=openbao, prefix=p, encord_url=handle.url,
+                    seed=seed + i, stop=stop)
+        for i, (d, p) in enumerate(prefixes.items())
+    }
+    for c in consumers.values():
+        c.start()
+    running = {d: Proc(["run"], env) for d, env in envs.items()}
+    procs_of = {d: [proc] for d, proc in running.items()}
+    try:
+        for i in range(6):  # three kills each, some aimed just after a step
+            d = ("staging", "prod")[i % 2]
+            aim = rng.choice(KILL_AFTER)
+            if aim == "uptime":
+                time.sleep(rng.uniform(0.5, 1.5))
+            else:
+                running[d].wait_for(lambda e, aim=aim: e.get("event") == aim, 3)  # type: ignore[misc]
+                time.sleep(rng.uniform(0.0, 0.12))
+            running[d].popen.send_signal(signal.SIGKILL)
+            running[d].finish()
+            assert running[d].popen.returncode == -signal.SIGKILL, f"seed={seed}"
+            running[d] = Proc(["run"], envs[d])
+            procs_of[d].append(running[d])
+        handle.sandbox.faults = Faults()
+        for proc in running.values():  # the survivors finish whatever the kills left
+            started = proc.wait_for(lambda e: e.get("event") == "lease.acquired", 10)
+            assert started, f"seed={seed}: {proc.text()[-1500:]}"
+        settle_end = time.monotonic() + 15
+        settled = False
+        while time.monotonic() < settle_end and not settled:
+            time.sleep(0.3)
+            settled = True
+            for d, store in stores.items():
+                st = _state(store, "alpha")
+                left = owned_orphans(handle.sandbox, "alpha", st.owned_key_ids(),
+                                     instance=instances[d])
+                settled &= not left and all(ks.pending is None for ks in st.kinds.values())
+            # ... and each deployment has deleted a key (its bootstrap key at least).
+            seen = _journal(handle.journal_path)
+            owners = _owners(seen, owner_of)
+            deleters = {owners.get(e.get("by") or "") for e in seen if e["event"] == "key.deleted"}
+            settled &= set(envs) <= deleters
+        for proc in running.values():
+            proc.popen.send_signal(signal.SIGTERM)
+            assert proc.finish(timeout=10) == 0, f"seed={seed}: {proc.text()[-1500:]}"
+    finally:
+        stop.set()
+        for c in consumers.values():
+            c.join(timeout=10)
+        for proc in running.values():
+            proc.kill()
+        handle.sandbox.faults = Faults()
+
+    procs = [p for ran in procs_of.values() for p in ran]
+    for p in procs:
+        p.assert_all_json()
+        assert "Traceback" not in p.text(), f"seed={seed}"
+    events = [e for p in procs for e in p.events()]
+    assert not [e for e in events if e.get("event") == "check.crashed"], f"seed={seed}"
+
+    # Whose is each key: the admin key a deployment adopted, or whatever key the deployment
+    # signed its upload with (the journal says which). Titles are not trusted for this.
+    journal = _journal(handle.journal_path)
+    owner_of = _owners(journal, owner_of)
+    deletions = Counter[str]()
+    for e in journal:
+        if e.get("event") != "key.deleted":
+            continue
+        whose, by = owner_of.get(e["key_id"]), owner_of.get(e.get("by") or "")
+        assert whose and by, f"seed={seed}: a deletion of or by no one's key: {e}"
+        assert whose == by, f"seed={seed}: {by} deleted {whose}'s key {e['key_id'][:12]}"
+        assert e["title"].startswith(f"rotator:{instances[by]}:alpha:") or e["key_id"] in (
+            admin.key_id, prod_admin.key_id
+        ), f"seed={seed}: {by} deleted a key not titled by it: {e['title']}"
+        deletions[by] += 1
+    outcomes = {
+        d: Counter(
+            f"{e['event']}:{e.get('outcome') or e.get('error_kind') or ''}"
+            for p in ran
+            for e in p.events()
+            if e.get("event") in NOTABLE
+        )
+        for d, ran in procs_of.items()
+    }
+    assert set(deletions) == {"staging", "prod"}, f"seed={seed}: {deletions} {outcomes}"
+    top = max(e["key_count"] for e in journal if isinstance(e.get("key_count"), int))
+    assert top <= 5, f"seed={seed}: the account held {top} keys at once (cap 5)"
+    assert settled, f"seed={seed}: a rotation in flight or an orphan left after settling"
+
+    for d, store in stores.items():
+        newest = store.read("alpha/ssh-key")
+        assert newest is not None and newest.data is not None
+        assert store.current_version("alpha/ssh-key") >= 3, f"seed={seed}: {d} rotated < 2x"
+        assert sdk_authenticates(handle.url, str(newest.data["private_key"])), f"seed={seed}"
+        r = consumers[d].report
+        assert r.violations == [], f"seed={seed}: {d}: {r.violations}"
+        assert r.ok >= 5 and len(r.keys_used) >= 2, f"seed={seed}: {d}: {r}"
+    print(f"two deployments seed={seed}: deletions {dict(deletions)}, max keys {top}")

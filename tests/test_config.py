@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from rotator.adapters.vault import LOGINS, VaultSettings
 from rotator.cli import ENV_HELP
 from rotator.core.errors import ConfigError
-from rotator.core.vocab import Account
+from rotator.core.vocab import MAX_DURATION, Account
 from rotator.runtime.config import (
     LOG_FORMATS,
     Settings,
@@ -351,6 +351,15 @@ def test_each_bad_value_gives_one_problem_naming_its_variable(name: str, value: 
     assert "\n" not in problems[0]
 
 
+def test_durations_over_100_years_are_refused() -> None:
+    """A duration so long that a time plus it would overflow (ROTATOR_KEY_TTL=999999999d made
+    plan() raise OverflowError) is one clear problem line; 100 years is still accepted."""
+    assert problems_of(env(ROTATOR_KEY_TTL="999999999d")) == [
+        "ROTATOR_KEY_TTL: must be at most 36500d (100 years), got '999999999d'"
+    ]
+    assert from_env(env(ROTATOR_KEY_TTL="36500d")).key_ttl == MAX_DURATION
+
+
 def test_duration_problem_message() -> None:
     """A bad duration's problem reads like the documented example."""
     assert problems_of(env(ROTATOR_KEY_TTL="soon")) == [
@@ -659,3 +668,22 @@ def test_ambiguous_account_names_and_repeated_hashes_are_refused(accounts: str, 
     and one service account under two names, are each one clear line."""
     found = problems_of(env(ROTATOR_ACCOUNTS=accounts))
     assert len(found) == 1 and found[0].startswith("ROTATOR_ACCOUNTS:") and words in found[0]
+
+
+def test_instance_is_derived_from_where_the_state_lives_unless_set() -> None:
+    """Unset, ROTATOR_INSTANCE is a hash of Vault's host:port, namespace, mount and prefix:
+    the same for every replica and restart, different for another Vault, namespace or prefix.
+    Set, it is used as is; a value that could break a key title is one problem line."""
+    base = from_env(env()).instance
+    assert base == from_env(env()).instance and base.startswith("v") and len(base) == 11
+    others = {
+        from_env(env(ROTATOR_VAULT_PREFIX="staging")).instance,
+        from_env(env(ROTATOR_VAULT_MOUNT="kv")).instance,
+        from_env(env(VAULT_NAMESPACE="team-b")).instance,
+        from_env(env(VAULT_ADDR="https://vault.staging.example:8200")).instance,
+    }
+    assert base not in others and len(others) == 4
+    assert from_env(env(ROTATOR_INSTANCE="prod-eu")).instance == "prod-eu"
+    for bad in ("a:b", "x" * 33, "two words"):
+        problems = problems_of(env(ROTATOR_INSTANCE=bad))
+        assert len(problems) == 1 and problems[0].startswith("ROTATOR_INSTANCE: "), problems

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 
 import rotator
-from rotator.adapters.vault import VaultStore
+from rotator.adapters.encord.client import EncordClient
+from rotator.adapters.encord.signing import EncordAuth
+from rotator.adapters.vault import VaultStore, connect
+from rotator.core import keys
 from rotator.core.state import from_dict
 from rotator.dev.openbao import OpenBaoDev
 from rotator.runtime import logs
@@ -356,3 +359,49 @@ def test_rotate_while_a_daemon_runs_is_handed_to_the_lease_holder(
     state = _state(vault_store)
     assert state.requested == frozenset()
     assert len(sandbox.sandbox.keys("alpha")) == 2  # new key + the old one in its grace
+
+
+def test_lost_record_rebootstrapped_keeps_the_key_consumers_hold(
+    openbao: OpenBaoDev,
+    vault_store: VaultStore,
+    vault_prefix: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+) -> None:
+    """The state record's latest version is soft-deleted after a rotation; an admin
+    re-bootstraps with a new key, as ``account.not_bootstrapped`` says. The key consumers held
+    (rotator-titled, now explained by no record) is not deleted by the next checks: it is
+    younger than GRACE, so consumers have the grace period to move to the new key. (Before,
+    the first check deleted it as an orphan.)"""
+    env = base_env(openbao, vault_prefix, sandbox.url, ROTATOR_CREDENTIALS="ssh-key")
+    env.update(CALM_TIMINGS)
+    _bootstrap(env, sandbox)
+    rc, out, err = rotator_cli(["rotate", "alpha"], env)
+    assert rc == 0, err
+    held = vault_store.read("alpha/ssh-key")
+    assert held is not None and held.data is not None and held.version == 2
+    held_key, held_id = str(held.data["private_key"]), str(held.data["key_id"])
+    # The record's latest version is soft-deleted: rotator sees an account never bootstrapped.
+    client = connect(openbao.addr, openbao.root_token)
+    client.secrets.kv.v2.delete_latest_version_of_secret(
+        f"{vault_prefix}/alpha/state", mount_point="secret"
+    )
+    # An admin makes a new key in the UI (here: registers one) and bootstraps with it.
+    new = keys.generate(comment="admin key (bob)")
+    with EncordClient(sandbox.url, EncordAuth(keys.load_private(held_key))) as admin:
+        admin.upload_key("sa-alpha", "admin key (bob)", new.public_line)
+    key_file = tmp_path / "bob.key"
+    key_file.write_text(new.private_openssh)
+    rc, out, err = rotator_cli(["bootstrap", "alpha", "--private-key-file", str(key_file)], env)
+    assert rc == 0, err
+    proc = Proc(["run"], env)
+    try:
+        assert proc.wait_for(lambda e: e.get("event") == "lease.acquired", 10), proc.text()[-2000:]
+        time.sleep(1.5)  # several more checks (interval 300 ms)
+    finally:
+        proc.popen.send_signal(signal.SIGTERM)
+        proc.finish()
+    proc.assert_all_json()
+    assert not [e for e in proc.events() if e.get("event") == "key.orphan_deleted"]
+    assert held_id in {k.key_id for k in sandbox.sandbox.keys("alpha")}
+    assert sdk_authenticates(sandbox.url, held_key), "the key consumers held stopped working"

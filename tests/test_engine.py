@@ -8,7 +8,7 @@ over the whole history the fakes keep:
 2. the newest version of every consumer path authenticates at Encord;
 3. the current key is never revoked;
 4. no key is revoked before its grace is over;
-5. after a completed check (reconciliation) no owned key is orphaned;
+5. after a completed check (reconciliation) no owned key older than GRACE is orphaned;
 6. at rest, no readable version of the record or of a consumer path holds a private key the
    record no longer holds (:func:`assert_only_live_keys_readable`);
 
@@ -44,7 +44,7 @@ from rotator.core.vocab import KEY_KINDS, KnownKey, RemoteKey
 from tests.crash import SimulatedCrash
 from tests.fakes import FakeRegistry, World, default_policy, make_world
 
-PREFIX = owned_title_prefix("alpha")
+PREFIX = owned_title_prefix(default_policy().instance, "alpha")
 Event = MutableMapping[str, Any]
 DAY = timedelta(days=1)
 MIN = timedelta(minutes=1)
@@ -140,7 +140,13 @@ class Auditor:
             assert ks.pending is None, f"{kind} rotation left pending by a completed check"
             for key in ks.retiring:
                 assert key.key_id in {k.key_id for k in remote}, "record names a deleted key"
-        orphans = [k.title for k in remote if k.title.startswith(PREFIX) and k.key_id not in owned]
+        # Orphans younger than GRACE are kept on purpose (a consumer may hold one).
+        old_enough = world.clock.now() - world.policy.grace
+        orphans = [
+            k.title
+            for k in remote
+            if k.title.startswith(PREFIX) and k.key_id not in owned and k.created_at <= old_enough
+        ]
         assert not orphans, f"orphaned owned keys: {orphans}"
         for kind in KEY_KINDS:
             hist = [v.data["key_id"] for v in world.store.history(world.rel(kind)) if v.data]
@@ -378,7 +384,7 @@ def test_rotation_when_due_grace_and_revocation() -> None:
         state = world.state()
         ks = state.kind("ssh-key")
         assert ks.current is not None and ks.current.key_id != old.key_id
-        assert ks.current.title.startswith(f"rotator:alpha:{rotated_at:%Y%m%dT%H%M%S}Z")
+        assert ks.current.title.startswith(f"{PREFIX}{rotated_at:%Y%m%dT%H%M%S}Z")
         assert [k.key_id for k in ks.retiring] == [old.key_id]
         written = world.store.history("alpha/ssh-key")[-1]
         assert written.data is not None and written.data["key_id"] == ks.current.key_id
@@ -553,22 +559,30 @@ def test_cap_reached_at_encord_after_listing_is_blocked_not_failed() -> None:
 
 
 def test_orphans_deleted_foreign_and_other_accounts_kept() -> None:
-    """An owned-titled key no record explains is deleted; keys titled by humans or for another
-    account are left alone."""
-    world = make_world()
+    """An owned-titled key no record explains is deleted once GRACE old; keys titled by
+    humans, for another account, by another deployment or in the old format are left alone."""
+    world = make_world(cap=7)
     orphan = world.encord.add_key(
         "sa-alpha", keys.generate().public_line, f"{PREFIX}20291231T000000Z-abcdef"
     )
     beta = world.encord.add_key(
         "sa-alpha", keys.generate().public_line, "rotator:beta:20291231T000000Z-abcdef"
     )
+    kept = [
+        world.encord.add_key("sa-alpha", keys.generate().public_line, title).key_id
+        for title in (
+            "rotator:staging:alpha:20291231T000000Z-abcdef",
+            "rotator:alpha:20291231T000000Z-abcdef",
+        )
+    ]
     human = world.add_foreign_key()
+    world.clock.advance(world.policy.grace + MIN)
     with running(world) as r:
         result = r.check()
         assert result is not None and "orphan_deleted" in result.outcomes
         assert first(r.events, "key.orphan_deleted")["key_id"] == orphan.key_id
     ids = world.encord.key_ids("sa-alpha")
-    assert orphan.key_id not in ids and {beta.key_id, human.key_id} <= ids
+    assert orphan.key_id not in ids and {beta.key_id, human.key_id, *kept} <= ids
 
 
 def test_api_key_alongside_ssh_key() -> None:

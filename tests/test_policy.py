@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rotator.core.policy import (
+    DEFAULT_INSTANCE,
     Action,
     Blocked,
     DeleteOrphan,
@@ -31,12 +32,14 @@ from rotator.core.state import (
     BearerState,
     KeyRecord,
     KindState,
+    LastRun,
     Pending,
     Phase,
 )
-from rotator.core.vocab import KEY_KINDS, KeyKind, RemoteKey
+from rotator.core.vocab import EARLIEST, KEY_KINDS, LATEST, MAX_DURATION, KeyKind, RemoteKey
 
 ACCOUNT = "alpha"
+INSTANCE = DEFAULT_INSTANCE  # the policies below leave it unset
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 PRIVATE = "placeholder, not a key: plan() never reads it"
 
@@ -46,7 +49,7 @@ def kid(n: int) -> str:
 
 
 def owned_title(n: int) -> str:
-    return f"{owned_title_prefix(ACCOUNT)}20300101T000000Z-{n:06x}"
+    return f"{owned_title_prefix(INSTANCE, ACCOUNT)}20300101T000000Z-{n:06x}"
 
 
 def record(n: int, issued: datetime, *, retire_after: datetime | None = None,
@@ -72,6 +75,17 @@ def remote_of(rec: KeyRecord | RemoteKey) -> RemoteKey:
 def foreign(n: int, title: str = "break-glass") -> RemoteKey:
     return RemoteKey(f"kh-{n}", kid(n), title, f"ssh-ed25519 AAAA{n}", "uploaded", T0)
 
+
+# Keys this deployment never owns by title: people's, another account's, another deployment's
+# on the same account, and this account's in the title format before instances.
+FOREIGN_TITLES = [
+    "break-glass",
+    "rotator:beta:20300101T000000Z-0",
+    "ci",
+    f"rotator:other-deployment:{ACCOUNT}:20300101T000000Z-0",
+    f"rotator:{INSTANCE}:beta:20300101T000000Z-0",
+    f"rotator:{ACCOUNT}:20300101T000000Z-0",
+]
 
 # --- strategies -----------------------------------------------------------------------------
 
@@ -146,11 +160,14 @@ def snapshots(draw: st.DrawFn) -> tuple[Snapshot, Policy, datetime, frozenset[st
         elif choice == "none":
             consumer[kind] = None
     for _ in range(draw(st.integers(0, 4))):  # humans' keys and other accounts' rotator keys
-        title = draw(st.sampled_from(["break-glass", "rotator:beta:20300101T000000Z-0", "ci"]))
+        title = draw(st.sampled_from(FOREIGN_TITLES))
         remote.append(foreign(next(counter), title))
     for _ in range(draw(st.integers(0, 3))):  # orphans: rotator's title, no record
         n = next(counter)
-        remote.append(foreign(n, owned_title(n)))
+        created = draw(offsets)  # some younger than GRACE at ``now``, some older
+        remote.append(replace(foreign(n, owned_title(n)), created_at=created))
+        if draw(st.integers(0, 3)) == 0:  # held by consumers: the newest version of a path
+            consumer[draw(st.sampled_from(KEY_KINDS))] = kid(n)
     remote = draw(st.permutations(remote))
     bearer = None
     if draw(st.booleans()):
@@ -228,7 +245,9 @@ def test_plan_never_goes_over_the_cap(case: Case) -> None:
 @settings(max_examples=400)
 @given(snapshots())
 def test_plan_only_deletes_owned_keys_it_may_delete(case: Case) -> None:
-    """No Revoke or DeleteOrphan targets a current key, a foreign key, or a key in its grace."""
+    """No Revoke or DeleteOrphan targets a current key, a foreign key (another deployment's, or
+    this account's in the old title format that no record explains), a key in its grace, the
+    key at the newest version of a consumer path, or an orphan Encord made less than GRACE ago."""
     snap, policy, now, force = case
     state = snap.state
     remote_ids = {k.key_id for k in snap.remote}
@@ -242,9 +261,12 @@ def test_plan_only_deletes_owned_keys_it_may_delete(case: Case) -> None:
             assert a.key.retire_after is not None and a.key.retire_after <= now
         elif isinstance(a, DeleteOrphan):
             assert a.key.key_id not in in_record
-            assert a.key.title.startswith(owned_title_prefix(ACCOUNT))
+            assert a.key.title.startswith(owned_title_prefix(policy.instance, ACCOUNT))
             pending_titles = {ks.pending.title for ks in state.kinds.values() if ks.pending}
             assert a.key.title not in pending_titles
+            # Orphan safety: never a key consumers hold, never one younger than GRACE.
+            assert a.key.key_id not in set(snap.consumer_key_ids.values())
+            assert now - a.key.created_at >= policy.grace
 
 
 @settings(max_examples=400)
@@ -284,6 +306,43 @@ def test_plan_shape(case: Case) -> None:
         assert not any(isinstance(a, MintBearer) for a in actions)
     if not policy.bearer:
         assert not any(isinstance(a, MintBearer) for a in actions)
+
+
+edge_times = st.sampled_from([EARLIEST, LATEST - timedelta(microseconds=1)]) | st.datetimes(
+    min_value=EARLIEST.replace(tzinfo=None),
+    max_value=(LATEST - timedelta(microseconds=1)).replace(tzinfo=None),
+    timezones=st.just(UTC),
+)
+long_hours = st.integers(1, int(MAX_DURATION / timedelta(hours=1)))
+
+
+@settings(max_examples=300)
+@given(
+    issued=edge_times, now=edge_times, failed_at=edge_times, bearer_at=edge_times,
+    created=edge_times, hours=st.lists(long_hours, min_size=3, max_size=3, unique=True),
+)
+def test_plan_never_overflows_within_the_accepted_range(
+    issued: datetime, now: datetime, failed_at: datetime, bearer_at: datetime,
+    created: datetime, hours: list[int],
+) -> None:
+    """Any time the state reader and Encord's answers accept, with any durations configuration
+    accepts (up to 100 years), plans without OverflowError (it used to escape as 'internal')."""
+    before, ttl, grace = sorted(hours)[0], sorted(hours)[2], min(hours)
+    policy = Policy(
+        key_ttl=timedelta(hours=ttl), rotate_before=timedelta(hours=before),
+        grace=timedelta(hours=grace), key_cap=5, bearer_ttl=MAX_DURATION,
+        check_interval=MAX_DURATION, jitter=MAX_DURATION,
+    )
+    cur = record(1, issued, ttl=timedelta(0))
+    old = record(2, issued, retire_after=failed_at, ttl=timedelta(0))
+    bearer = BearerState(issued_at=bearer_at, expires_at=bearer_at, minted_with=cur.key_id)
+    snap = _snap(cur, retiring=(old,), extra=(remote_of(replace(foreign(3, owned_title(3)),
+                 created_at=created)),), bearer=bearer)
+    failed = LastRun(outcome="failed", at=failed_at, reason="due")
+    snap = replace(snap, state=snap.state.with_kind(
+        "ssh-key", replace(snap.state.kind("ssh-key"), last=failed)))
+    for force in (frozenset(), frozenset({"ssh-key"})):
+        assert isinstance(plan(snap, policy, now, force=force)[-1], Wait)
 
 
 # --- examples, one per reason ---------------------------------------------------------------
@@ -409,11 +468,32 @@ def test_retiring_key_gone_is_forgotten() -> None:
 
 
 def test_orphans_deleted_foreign_keys_kept() -> None:
-    """Rotator-titled keys no record explains are deleted; other titles are never touched."""
+    """Keys this deployment titled that no record explains are deleted once GRACE old; other
+    titles (people's, other accounts', other deployments', the old format's) are never touched."""
     orphan = foreign(20, owned_title(20))
-    others = (foreign(21, "break-glass"), foreign(22, "rotator:beta:20300101T000000Z-1"))
-    actions = plan(_snap(record(1, T0), extra=(orphan, *others)), POLICY, T0)
+    others = tuple(foreign(21 + i, title) for i, title in enumerate(FOREIGN_TITLES))
+    actions = plan(_snap(record(1, T0), extra=(orphan, *others)), POLICY, T0 + POLICY.grace)
     assert _only(actions, DeleteOrphan) == [DeleteOrphan(orphan)]
+
+
+def test_young_orphan_kept_until_grace() -> None:
+    """An orphan Encord made less than GRACE ago is kept (a consumer may hold it), and the plan
+    wakes up when it may go."""
+    orphan = foreign(20, owned_title(20))  # created at T0
+    actions = plan(_snap(record(1, T0 - timedelta(days=1)), extra=(orphan,)), POLICY,
+                   T0 + timedelta(hours=1))
+    assert _only(actions, DeleteOrphan) == []
+    assert actions[-1] == Wait(until=T0 + POLICY.grace, reason="next_due")
+
+
+def test_orphan_at_a_consumer_path_kept() -> None:
+    """An orphan that is the key at the newest version of a consumer path (a record lost, or
+    rolled back) is never deleted, however old: consumers hold it."""
+    held = foreign(20, owned_title(20))
+    snap = _snap(record(1, T0), extra=(held,), consumer=held.key_id)
+    actions = plan(snap, POLICY, T0 + timedelta(days=30))
+    assert _only(actions, DeleteOrphan) == []
+    assert _only(actions, Rotate) == [Rotate("ssh-key", "consumer_path_mismatch")]
 
 
 BEARER_POLICY = replace(POLICY, bearer=True, bearer_ttl=timedelta(hours=1))

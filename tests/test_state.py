@@ -119,6 +119,10 @@ NONSENSE = [
     (f"{SSH}.current.expires_at", "2030-13-01T00:00:00Z", "'expires_at'"),
     (f"{SSH}.current.expires_at", "2030-01-01T00:00:00", "'expires_at'"),  # naive
     (f"{SSH}.current.origin", "stolen", "'current.origin'"),
+    # times a duration could not be added to without OverflowError (far future, or past)
+    (f"{SSH}.current.issued_at", "9999-12-31T23:59:59Z", "'issued_at' is out of range"),
+    (f"{SSH}.last.at", "9000-01-01T00:00:00Z", "'at' is out of range"),
+    ("bearer.expires_at", "0001-01-01T00:00:00Z", "'expires_at' is out of range"),
     (f"{SSH}.retiring", "none", "'retiring'"),
     (f"{SSH}.retiring.0.retire_after", 17, "'retire_after'"),
     (f"{SSH}.retiring.0.title", None, "'title'"),

@@ -62,10 +62,15 @@ def forget(run: Run, action: Forget) -> str:
 def delete_orphan(run: Run, action: DeleteOrphan) -> str | None:
     """An owned key no record explains (a crashed run's leftover): delete it."""
     # Re-read the record first: a key registered after our snapshot was recorded before it
-    # was registered, so a fresh record explains every key that is not a true orphan.
+    # was registered, so a fresh record explains every key that is not a true orphan. The
+    # consumer paths too: a key at a newest version is held by consumers, never an orphan.
     fresh = run.context.load_state()
-    snap = Snapshot(account=run.account.name, state=fresh, remote=(action.key,))
-    if not orphans(snap):
+    newest = {}
+    for kind in sorted(set(run.policy.kinds) | set(fresh.kinds)):
+        v = run.context.read(kind)
+        newest[kind] = None if v is None or v.data is None else str(v.data.get("key_id") or "")
+    snap = Snapshot(run.account.name, fresh, (action.key,), consumer_key_ids=newest)
+    if not orphans(snap, run.policy, run.now()):
         return None
     key = action.key
     if not delete_key(run, key, kind=None):

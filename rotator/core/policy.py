@@ -6,8 +6,14 @@ actions out in order. The plan guarantees, whatever the snapshot:
 
 - it never asks for a new key when that would put the account over its cap;
 - it never revokes a current key, nor a retiring one before its grace is over;
-- it never touches a key rotator does not own (not in the record, not titled
-  ``rotator:<account>:``): human break-glass keys only count against the cap.
+- it never touches a key this deployment does not own (not in the record, not titled
+  ``rotator:<instance>:<account>:``): human break-glass keys, and the keys of another
+  deployment sharing the service account, only count against the cap;
+- it never deletes an orphan (owned by title, explained by no record) that is the key at the
+  newest version of a consumer path, or that Encord created less than GRACE ago.
+
+Keys titled in the format before instances (``rotator:<account>:``) are owned only while the
+record explains them: any deployment of that time may have made them.
 """
 
 from __future__ import annotations
@@ -16,18 +22,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from rotator.core.state import AccountState, KeyRecord
+from rotator.core.state import AccountState, KeyRecord, KindState
 from rotator.core.vocab import KeyKind, RemoteKey
 
 
-def owned_title_prefix(account: str) -> str:
-    """Titles rotator gives the keys it registers: ``rotator:<account>:<UTC time>``."""
-    return f"rotator:{account}:"
+def owned_title_prefix(instance: str, account: str) -> str:
+    """Titles this deployment gives the keys it registers for ``account``:
+    ``rotator:<instance>:<account>:<UTC time>-<random>``. The instance tells deployments that
+    share one service account apart (``ROTATOR_INSTANCE``)."""
+    return f"rotator:{instance}:{account}:"
+
+
+DEFAULT_INSTANCE = "default"
+"""The instance of a Policy built without one (tests); wiring always passes the settings'."""
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """The timing and cap rules, from Settings (durations as timedelta)."""
+    """The timing, cap and ownership rules, from Settings (durations as timedelta)."""
 
     key_ttl: timedelta
     rotate_before: timedelta
@@ -38,6 +50,9 @@ class Policy:
     bearer_ttl: timedelta = timedelta(hours=1)
     check_interval: timedelta = timedelta(minutes=5)
     jitter: timedelta = timedelta(seconds=30)
+    instance: str = DEFAULT_INSTANCE
+    """The deployment's identity (``ROTATOR_INSTANCE``, by default derived from where its
+    state lives in Vault), in the titles of the keys it registers; wiring always sets it."""
 
     def failure_backoff(self) -> timedelta:
         """After a rotation failed (a new key never authenticated, Encord refused it), wait
@@ -148,17 +163,20 @@ def due_at(key: KeyRecord, policy: Policy) -> datetime:
     return key.issued_at + policy.key_ttl - policy.rotate_before
 
 
-def is_owned(key: RemoteKey, account: str, state: AccountState) -> bool:
-    """Owned: in the record, or titled by rotator for this account."""
-    return key.key_id in state.owned_key_ids() or key.title.startswith(owned_title_prefix(account))
+def is_owned(key: RemoteKey, snapshot: Snapshot, policy: Policy) -> bool:
+    """Owned: in the record, or titled by this deployment for this account."""
+    return key.key_id in snapshot.state.owned_key_ids() or key.title.startswith(
+        owned_title_prefix(policy.instance, snapshot.account)
+    )
 
 
-def orphans(snapshot: Snapshot) -> list[RemoteKey]:
-    """Owned keys at Encord that the record does not explain."""
+def _unexplained(snapshot: Snapshot, policy: Policy) -> list[RemoteKey]:
+    """Keys titled by this deployment for this account that neither the record (key ids, the
+    title of a rotation in flight) nor the newest version of a consumer path explains."""
     state = snapshot.state
-    explained = state.owned_key_ids()
+    explained = state.owned_key_ids() | {i for i in snapshot.consumer_key_ids.values() if i}
     pending_titles = {ks.pending.title for ks in state.kinds.values() if ks.pending is not None}
-    prefix = owned_title_prefix(snapshot.account)
+    prefix = owned_title_prefix(policy.instance, snapshot.account)
     return [
         k
         for k in snapshot.remote
@@ -166,6 +184,17 @@ def orphans(snapshot: Snapshot) -> list[RemoteKey]:
         and k.key_id not in explained
         and k.title not in pending_titles
     ]
+
+
+def _young(key: RemoteKey, policy: Policy, now: datetime) -> bool:
+    """Encord created it less than GRACE ago (or, by its clock, in the future): a consumer may
+    hold it although no record says so (a record lost and re-bootstrapped), so it is kept."""
+    return now - key.created_at < policy.grace
+
+
+def orphans(snapshot: Snapshot, policy: Policy, now: datetime) -> list[RemoteKey]:
+    """Owned keys at Encord that nothing explains and that may be deleted now."""
+    return [k for k in _unexplained(snapshot, policy) if not _young(k, policy, now)]
 
 
 def plan(
@@ -178,107 +207,159 @@ def plan(
     """Every action due now, in the order to carry them out, ending with a Wait.
 
     ``force`` names key kinds to rotate now whatever their age (``rotator rotate``); the cap
-    still applies.
+    still applies. The steps, in order: resume half-done rotations (the write-ahead log is
+    replayed before anything new), retire keys, delete orphans, rotate what is due within
+    the room the cap leaves, refresh the bearer token.
     """
-    state = snapshot.state
-    remote_ids = {k.key_id for k in snapshot.remote}
-    actions: list[Action] = []
-    deleting: set[str] = set()
-    next_times: list[datetime] = []
+    draft = _Draft()
+    _resume_pending(snapshot.state, draft)
+    _retire(snapshot, now, draft)
+    _delete_orphans(snapshot, policy, now, draft)
+    _rotate_due(snapshot, policy, now, force, draft)
+    _refresh_bearer(snapshot.state, policy, now, draft)
+    until = min(draft.next_times) if draft.next_times else None
+    draft.actions.append(Wait(until=until, reason="next_due" if until else "nothing_scheduled"))
+    return draft.actions
 
-    # 1. Half-done rotations first: the write-ahead log is replayed before anything new.
-    for kind in state.kinds:
-        ks = state.kind(kind)
+
+@dataclass(slots=True)
+class _Draft:
+    """A plan being made: its actions so far, the key ids they delete, and the moments at
+    which something falls due later."""
+
+    actions: list[Action] = field(default_factory=list)
+    deleting: set[str] = field(default_factory=set)
+    next_times: list[datetime] = field(default_factory=list)
+
+
+def _resume_pending(state: AccountState, draft: _Draft) -> None:
+    """Step 1: every rotation left half done is resumed, before anything new."""
+    for kind, ks in state.kinds.items():
         if ks.pending is not None:
-            actions.append(ResumeRotation(kind=_as_kind(kind)))
+            draft.actions.append(ResumeRotation(kind=_as_kind(kind)))
 
-    # 2. Retiring keys: forget those already gone, revoke those whose grace is over.
-    for kind in state.kinds:
-        ks = state.kind(kind)
+
+def _retire(snapshot: Snapshot, now: datetime, draft: _Draft) -> None:
+    """Step 2: retiring keys already gone are forgotten, those whose grace is over revoked."""
+    remote_ids = {k.key_id for k in snapshot.remote}
+    for kind, ks in snapshot.state.kinds.items():
         current_id = ks.current.key_id if ks.current else None
         for key in ks.retiring:
             if key.key_id == current_id:
                 continue  # never revoke the current key, whatever the record says
             if key.key_id not in remote_ids:
-                actions.append(Forget(kind=_as_kind(kind), key_id=key.key_id))
+                draft.actions.append(Forget(kind=_as_kind(kind), key_id=key.key_id))
             elif key.retire_after is not None and key.retire_after <= now:
-                actions.append(Revoke(kind=_as_kind(kind), key=key))
-                deleting.add(key.key_id)
+                draft.actions.append(Revoke(kind=_as_kind(kind), key=key))
+                draft.deleting.add(key.key_id)
             elif key.retire_after is not None:
-                next_times.append(key.retire_after)
+                draft.next_times.append(key.retire_after)
 
-    # 3. Orphans: owned by title, explained by no record.
-    for orphan in orphans(snapshot):
-        actions.append(DeleteOrphan(key=orphan))
-        deleting.add(orphan.key_id)
 
-    # 4. Rotations, each only if the cap leaves room once the deletions above are done.
-    held = len([k for k in snapshot.remote if k.key_id not in deleting])
-    pending_kinds = {k for k, ks in state.kinds.items() if ks.pending is not None}
+def _delete_orphans(snapshot: Snapshot, policy: Policy, now: datetime, draft: _Draft) -> None:
+    """Step 3: owned keys (by title) that nothing explains are deleted once GRACE old."""
+    for key in _unexplained(snapshot, policy):
+        if _young(key, policy, now):
+            draft.next_times.append(now + (policy.grace - (now - key.created_at)))
+        else:
+            draft.actions.append(DeleteOrphan(key=key))
+            draft.deleting.add(key.key_id)
+
+
+def _held_after(snapshot: Snapshot, deleting: set[str]) -> int:
+    """Keys the account will hold once ``deleting`` is gone and the recorded intents resumed.
+
+    An intent Encord does not hold yet will take a slot when it is resumed. One it holds
+    (found by key id, or by title when Encord generated it) is counted in ``remote``
+    already; a ``registered`` one that is gone will be rolled back and takes none.
+    """
+    remote_ids = {k.key_id for k in snapshot.remote}
     remote_titles = {k.title for k in snapshot.remote}
-    for ks in state.kinds.values():
-        # An intent Encord does not hold yet will take a slot when it is resumed. One it holds
-        # (found by key id, or by title when Encord generated it) is counted in ``remote``
-        # already; a ``registered`` one that is gone will be rolled back and takes none.
+    held = len([k for k in snapshot.remote if k.key_id not in deleting])
+    for ks in snapshot.state.kinds.values():
         p = ks.pending
         if p is None or p.phase != "intent":
             continue
         held_already = p.key_id in remote_ids if p.key_id else p.title in remote_titles
         if not held_already:
             held += 1
-    signer = state.signer()
+    return held
+
+
+def _rotation_reason(
+    snapshot: Snapshot, kind: KeyKind, policy: Policy, now: datetime, force: frozenset[str],
+    draft: _Draft,
+) -> str | Blocked | None:
+    """Why ``kind`` needs a new key now (None: it does not, and when it will is noted)."""
+    ks = snapshot.state.kind(kind)
+    if ks.current is None:
+        if snapshot.state.signer() is None:
+            return Blocked(kind=kind, reason="not_bootstrapped")
+        return "no_current_key"
+    if ks.current.key_id not in {k.key_id for k in snapshot.remote}:
+        return "current_missing_at_encord"
+    if snapshot.consumer_key_ids.get(kind, ks.current.key_id) != ks.current.key_id:
+        return "consumer_path_mismatch"
+    if kind in force:
+        return "requested"
+    due = due_at(ks.current, policy)
+    if due <= now:
+        return f"expires_in_{_fmt(ks.current.expires_at - now)}"
+    draft.next_times.append(due)
+    return None
+
+
+def _backing_off(ks: KindState, kind: str, policy: Policy, now: datetime,
+                 force: frozenset[str], draft: _Draft) -> bool:
+    """The last attempt failed and its back-off is not over (a request overrides it)."""
+    if kind in force or ks.last is None or ks.last.outcome != "failed":
+        return False
+    retry_at = ks.last.at + policy.failure_backoff()
+    if retry_at <= now:
+        return False
+    draft.next_times.append(retry_at)
+    return True
+
+
+def _rotate_due(
+    snapshot: Snapshot, policy: Policy, now: datetime, force: frozenset[str], draft: _Draft
+) -> None:
+    """Step 4: rotations, each only if the cap leaves room once the deletions are done."""
+    state = snapshot.state
+    held = _held_after(snapshot, draft.deleting)
     for kind in policy.kinds:
-        if kind in pending_kinds:
-            continue
         ks = state.kind(kind)
-        reason: str | None = None
-        if ks.current is None:
-            if signer is None:
-                actions.append(Blocked(kind=kind, reason="not_bootstrapped"))
-                continue
-            reason = "no_current_key"
-        elif ks.current.key_id not in remote_ids:
-            reason = "current_missing_at_encord"
-        elif snapshot.consumer_key_ids.get(kind, ks.current.key_id) != ks.current.key_id:
-            reason = "consumer_path_mismatch"
-        elif kind in force:
-            reason = "requested"
-        else:
-            due = due_at(ks.current, policy)
-            if due <= now:
-                reason = f"expires_in_{_fmt(ks.current.expires_at - now)}"
-            else:
-                next_times.append(due)
-        if reason is None:
+        if ks.pending is not None:
             continue
-        if kind not in force and ks.last is not None and ks.last.outcome == "failed":
-            retry_at = ks.last.at + policy.failure_backoff()
-            if retry_at > now:
-                next_times.append(retry_at)
-                continue
+        reason = _rotation_reason(snapshot, kind, policy, now, force, draft)
+        if isinstance(reason, Blocked):
+            draft.actions.append(reason)
+            continue
+        if reason is None or _backing_off(ks, kind, policy, now, force, draft):
+            continue
         if held + 1 > policy.key_cap:
             detail = f"{held}/{policy.key_cap} keys held"
-            actions.append(Blocked(kind=kind, reason="blocked_by_cap", detail=detail))
+            draft.actions.append(Blocked(kind=kind, reason="blocked_by_cap", detail=detail))
             continue
-        actions.append(Rotate(kind=kind, reason=reason))
+        draft.actions.append(Rotate(kind=kind, reason=reason))
         held += 1
 
-    # 5. Bearer token: fresh, and minted by the key consumers currently hold.
-    if policy.bearer and signer is not None:
-        b = state.bearer
-        rotating = any(isinstance(a, Rotate | ResumeRotation) for a in actions)
-        if b is None:
-            actions.append(MintBearer(reason="no_token"))
-        elif rotating or b.minted_with != signer.key_id:
-            actions.append(MintBearer(reason="signer_changed"))
-        elif b.expires_at - policy.bearer_refresh_margin() <= now:
-            actions.append(MintBearer(reason=f"expires_in_{_fmt(b.expires_at - now)}"))
-        else:
-            next_times.append(b.expires_at - policy.bearer_refresh_margin())
 
-    until = min(next_times) if next_times else None
-    actions.append(Wait(until=until, reason="next_due" if until else "nothing_scheduled"))
-    return actions
+def _refresh_bearer(state: AccountState, policy: Policy, now: datetime, draft: _Draft) -> None:
+    """Step 5: the bearer token is fresh, and minted by the key consumers currently hold."""
+    signer = state.signer()
+    if not policy.bearer or signer is None:
+        return
+    b = state.bearer
+    rotating = any(isinstance(a, Rotate | ResumeRotation) for a in draft.actions)
+    if b is None:
+        draft.actions.append(MintBearer(reason="no_token"))
+    elif rotating or b.minted_with != signer.key_id:
+        draft.actions.append(MintBearer(reason="signer_changed"))
+    elif b.expires_at - policy.bearer_refresh_margin() <= now:
+        draft.actions.append(MintBearer(reason=f"expires_in_{_fmt(b.expires_at - now)}"))
+    else:
+        draft.next_times.append(b.expires_at - policy.bearer_refresh_margin())
 
 
 def _as_kind(kind: str) -> KeyKind:

@@ -60,7 +60,8 @@ def start(run: Run, kind: str, reason: str, verify: Verifier) -> str:
     """Record the intent of a new rotation of ``kind``, then carry it through."""
     started = time.monotonic()
     now = run.now()
-    title = f"{owned_title_prefix(run.account.name)}{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+    prefix = owned_title_prefix(run.policy.instance, run.account.name)
+    title = f"{prefix}{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
     intent = spec(kind).intent(title, reason, now)
     current = run.state.kind(kind).current
     run.save(transitions.begin(run.state, kind, intent))

@@ -17,7 +17,16 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from rotator.core.errors import CorruptState
-from rotator.core.vocab import KEY_KINDS, Origin, parse_rfc3339, rfc3339, utc
+from rotator.core.vocab import (
+    EARLIEST,
+    KEY_KINDS,
+    LATEST,
+    Origin,
+    in_time_range,
+    parse_rfc3339,
+    rfc3339,
+    utc,
+)
 
 Phase = Literal["intent", "registered"]
 SCHEMA = 1
@@ -232,9 +241,14 @@ class _Reader:
         if v is None:
             return None
         try:
-            return parse_rfc3339(v)
+            value = parse_rfc3339(v)
         except ValueError:
             raise self.fail(f"'{name}' is not an RFC 3339 UTC time") from None
+        if not in_time_range(value):
+            raise self.fail(
+                f"'{name}' is out of range ({EARLIEST.year} to {LATEST.year - 1}): {v[:40]!r}"
+            )
+        return value
 
     def reqdt(self, m: Mapping[str, Any], name: str) -> datetime:
         v = self.dt(m, name)
@@ -272,61 +286,73 @@ def from_dict(data: Mapping[str, Any] | None, version: int, *, account: str) -> 
     for name, raw in r.obj(root.get("kinds", {}), "kinds").items():
         if name not in KEY_KINDS:
             raise r.fail(f"unknown credential kind '{name}'")
-        m = r.obj(raw, name)
-        current = None if m.get("current") is None else _key_from(r, m["current"], "current")
-        retiring_raw = m.get("retiring", [])
-        if not isinstance(retiring_raw, list):
-            raise r.fail("'retiring' is not a list")
-        retiring = tuple(_key_from(r, k, "retiring") for k in retiring_raw)
-        pending = None
-        if m.get("pending") is not None:
-            p = r.obj(m["pending"], "pending")
-            phase = r.req(p, "phase")
-            if phase not in ("intent", "registered"):
-                raise r.fail("'pending.phase' must be 'intent' or 'registered'")
-            pending = Pending(
-                phase=cast(Phase, phase),
-                title=r.req(p, "title"),
-                reason=r.req(p, "reason"),
-                started_at=r.reqdt(p, "started_at"),
-                key_id=r.s(p, "key_id", optional=True),
-                public_key=r.s(p, "public_key", optional=True),
-                key_hash=r.s(p, "key_hash", optional=True),
-                private_key=r.s(p, "private_key", optional=True),
-            )
-            if phase == "registered" and (pending.key_id is None or pending.private_key is None):
-                raise r.fail("a registered pending key needs 'key_id' and 'private_key'")
-        last = None
-        if m.get("last") is not None:
-            lm = r.obj(m["last"], "last")
-            last = LastRun(
-                outcome=r.req(lm, "outcome"),
-                at=r.reqdt(lm, "at"),
-                reason=r.req(lm, "reason"),
-                key_id=r.s(lm, "key_id", optional=True),
-                error=r.s(lm, "error", optional=True),
-            )
-        kinds[name] = KindState(
-            current=current,
-            retiring=retiring,
-            pending=pending,
-            last=last,
-            last_success=r.dt(m, "last_success", optional=True),
-        )
-    bearer = None
-    if root.get("bearer") is not None:
-        b = r.obj(root["bearer"], "bearer")
-        bearer = BearerState(
-            issued_at=r.reqdt(b, "issued_at"),
-            expires_at=r.reqdt(b, "expires_at"),
-            minted_with=r.req(b, "minted_with"),
-        )
-    requested_raw = root.get("requested", [])
-    if not isinstance(requested_raw, list) or any(k not in KEY_KINDS for k in requested_raw):
-        raise r.fail("'requested' must be a list of key kinds")
+        kinds[name] = _kind_from(r, raw, name)
+    bearer = None if root.get("bearer") is None else _bearer_from(r, root["bearer"])
     return AccountState(
-        kinds=kinds, bearer=bearer, version=version, requested=frozenset(requested_raw)
+        kinds=kinds, bearer=bearer, version=version, requested=_requested_from(r, root)
     )
+
+
+def _kind_from(r: _Reader, raw: object, name: str) -> KindState:
+    m = r.obj(raw, name)
+    current = None if m.get("current") is None else _key_from(r, m["current"], "current")
+    retiring_raw = m.get("retiring", [])
+    if not isinstance(retiring_raw, list):
+        raise r.fail("'retiring' is not a list")
+    return KindState(
+        current=current,
+        retiring=tuple(_key_from(r, k, "retiring") for k in retiring_raw),
+        pending=None if m.get("pending") is None else _pending_from(r, m["pending"]),
+        last=None if m.get("last") is None else _last_from(r, m["last"]),
+        last_success=r.dt(m, "last_success", optional=True),
+    )
+
+
+def _pending_from(r: _Reader, raw: object) -> Pending:
+    p = r.obj(raw, "pending")
+    phase = r.req(p, "phase")
+    if phase not in ("intent", "registered"):
+        raise r.fail("'pending.phase' must be 'intent' or 'registered'")
+    pending = Pending(
+        phase=cast(Phase, phase),
+        title=r.req(p, "title"),
+        reason=r.req(p, "reason"),
+        started_at=r.reqdt(p, "started_at"),
+        key_id=r.s(p, "key_id", optional=True),
+        public_key=r.s(p, "public_key", optional=True),
+        key_hash=r.s(p, "key_hash", optional=True),
+        private_key=r.s(p, "private_key", optional=True),
+    )
+    if phase == "registered" and (pending.key_id is None or pending.private_key is None):
+        raise r.fail("a registered pending key needs 'key_id' and 'private_key'")
+    return pending
+
+
+def _last_from(r: _Reader, raw: object) -> LastRun:
+    m = r.obj(raw, "last")
+    return LastRun(
+        outcome=r.req(m, "outcome"),
+        at=r.reqdt(m, "at"),
+        reason=r.req(m, "reason"),
+        key_id=r.s(m, "key_id", optional=True),
+        error=r.s(m, "error", optional=True),
+    )
+
+
+def _bearer_from(r: _Reader, raw: object) -> BearerState:
+    b = r.obj(raw, "bearer")
+    return BearerState(
+        issued_at=r.reqdt(b, "issued_at"),
+        expires_at=r.reqdt(b, "expires_at"),
+        minted_with=r.req(b, "minted_with"),
+    )
+
+
+def _requested_from(r: _Reader, root: Mapping[str, Any]) -> frozenset[str]:
+    raw = root.get("requested", [])
+    if not isinstance(raw, list) or any(k not in KEY_KINDS for k in raw):
+        raise r.fail("'requested' must be a list of key kinds")
+    return frozenset(raw)
 
 
 def public_view(state: AccountState) -> dict[str, Any]:

@@ -4,7 +4,7 @@ types of keys and tokens (frozen, slotted, tz-aware UTC). Defined once, here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final, Literal
 
@@ -68,6 +68,20 @@ def utc(dt: datetime) -> datetime:
 def rfc3339(dt: datetime) -> str:
     """``2026-11-29T12:00:00Z`` (seconds precision, UTC)."""
     return utc(dt).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
+"""The times rotator accepts from a record or a peer: [EARLIEST, LATEST). Durations are
+capped at 100 years (``MAX_DURATION``), so any sum or difference the core makes of such a
+time and a duration stays inside what :class:`datetime` can hold."""
+MAX_DURATION: Final = timedelta(days=36500)
+"""The longest duration configuration accepts (100 years)."""
+
+
+def in_time_range(dt: datetime) -> bool:
+    """``dt`` lies within [EARLIEST, LATEST): arithmetic with durations cannot overflow."""
+    return EARLIEST <= dt < LATEST
 
 
 def parse_rfc3339(text: str) -> datetime:

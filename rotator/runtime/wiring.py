@@ -43,6 +43,7 @@ def policy_from(settings: Settings) -> Policy:
         bearer_ttl=settings.bearer_ttl,
         check_interval=settings.check_interval,
         jitter=settings.jitter,
+        instance=settings.instance,
     )
 
 

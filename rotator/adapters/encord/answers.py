@@ -29,7 +29,7 @@ from rotator.core.errors import (
     RotatorError,
 )
 from rotator.core.keys import load_private
-from rotator.core.vocab import GeneratedKey, Origin, RemoteKey, parse_rfc3339
+from rotator.core.vocab import GeneratedKey, Origin, RemoteKey, in_time_range, parse_rfc3339
 
 __all__ = [
     "error_for",
@@ -139,7 +139,7 @@ def _remote_key(obj: object) -> RemoteKey | None:
         created_at = parse_rfc3339(created)
     except ValueError:
         created_at = None
-    if created_at is None:
+    if created_at is None or not in_time_range(created_at):
         return None
     kind: Origin = "generated" if origin == "generated" else "uploaded"
     return RemoteKey(

@@ -256,13 +256,16 @@ class Api:
         if not _may_manage(principal, account):
             return _error(403, "not allowed to manage this service account's keys", "FORBIDDEN")
 
+        # The key that signed the call (verified above), for the journal of adds and deletes.
+        signer = _KEYID_RE.search(request.headers.get("Signature-Input", ""))
+        by = signer.group(1) if signer else None
         if method == "DELETE":
-            if self._store.delete_key(account, parts[3]) is None:
+            if self._store.delete_key(account, parts[3], by=by) is None:
                 return _error(404, "no such key on this service account", "NOT_FOUND")
             return Reply(204)
         if method == "GET":
             return self._list(account, query)
-        return self._create(account, request.body, generate=len(parts) == 4)
+        return self._create(account, request.body, generate=len(parts) == 4, by=by)
 
     def _list(self, account: Account, query: str) -> Reply:
         tokens = parse_qs(query, keep_blank_values=True).get("pageToken", [])
@@ -279,7 +282,9 @@ class Api:
             next_token = _page_token(account.account_hash, rfc3339_micro(page[-1].created_at))
         return Reply(200, {"results": [key_json(k) for k in page], "nextPageToken": next_token})
 
-    def _create(self, account: Account, body: bytes, *, generate: bool) -> Reply:
+    def _create(
+        self, account: Account, body: bytes, *, generate: bool, by: str | None
+    ) -> Reply:
         data = _json_object(body)
         if data is None:
             return _error(400, "body must be a JSON object", "INVALID_REQUEST")
@@ -290,7 +295,7 @@ class Api:
             if generate:
                 pair = keys.generate()
                 key = self._store.add_key(
-                    account, title=title, public_line=pair.public_line, origin="generated"
+                    account, title=title, public_line=pair.public_line, origin="generated", by=by
                 )
                 self._added[key.key_id] = self._clock()
                 return Reply(200, {**key_json(key), "privateKey": pair.private_openssh})
@@ -300,7 +305,9 @@ class Api:
             line = public_line.strip()
             if "\n" in line or "\r" in line:
                 return _error(400, "publicKey must be one OpenSSH line", "INVALID_PUBLIC_KEY")
-            key = self._store.add_key(account, title=title, public_line=line, origin="uploaded")
+            key = self._store.add_key(
+                account, title=title, public_line=line, origin="uploaded", by=by
+            )
             self._added[key.key_id] = self._clock()
             return Reply(200, key_json(key))
         except Refused as exc:

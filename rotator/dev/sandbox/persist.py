@@ -52,9 +52,16 @@ class Journal:
             self._out = None
 
     def record(
-        self, event: str, *, account: Account | None, key_id: str | None, reason: str
+        self,
+        event: str,
+        *,
+        account: Account | None,
+        key_id: str | None,
+        reason: str,
+        **extra: str | None,
     ) -> None:
-        """Append one JSON line (flushed); never called with private keys or tokens."""
+        """Append one JSON line (flushed); never called with private keys or tokens. ``extra``:
+        a key's ``title``, and ``by``, the key id that signed the request."""
         if self._out is None:
             return
         line = {
@@ -65,6 +72,7 @@ class Journal:
             "key_id": key_id,
             "key_count": len(account.keys) if account else None,
             "reason": reason,
+            **extra,
         }
         self._out.write(json.dumps(line, sort_keys=True) + "\n")
         self._out.flush()

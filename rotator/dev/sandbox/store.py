@@ -197,9 +197,11 @@ class Store:
         origin: Origin,
         reason: str | None = None,
         enforce_cap: bool = True,
+        by: str | None = None,
     ) -> RemoteKey:
         """Register a public key; Refused for a bad line, a duplicate or a full account
-        (``enforce_cap=False``: see :meth:`check_new_key`)."""
+        (``enforce_cap=False``: see :meth:`check_new_key`). ``by``: the key id that signed
+        the request, for the journal."""
         with self.lock:
             public = self._new_public_key(public_line)
             if enforce_cap:
@@ -217,11 +219,21 @@ class Store:
             self._owner[key_id] = (account, public)
             self._deleted.discard(key_id)
             self._save()
-            self.journal("key.added", account=account, key_id=key_id, reason=reason or origin)
+            self.journal(
+                "key.added",
+                account=account,
+                key_id=key_id,
+                reason=reason or origin,
+                title=title,
+                by=by,
+            )
             return key
 
-    def delete_key(self, account: Account, key_hash: str) -> RemoteKey | None:
-        """Remove a key of ``account`` by hash; None if it has no such key."""
+    def delete_key(
+        self, account: Account, key_hash: str, *, by: str | None = None
+    ) -> RemoteKey | None:
+        """Remove a key of ``account`` by hash; None if it has no such key. ``by``: the key id
+        that signed the request, for the journal."""
         with self.lock:
             for i, key in enumerate(account.keys):
                 if key.key_hash == key_hash:
@@ -230,7 +242,12 @@ class Store:
                     self._deleted.add(key.key_id)
                     self._save()
                     self.journal(
-                        "key.deleted", account=account, key_id=key.key_id, reason="deleted"
+                        "key.deleted",
+                        account=account,
+                        key_id=key.key_id,
+                        reason="deleted",
+                        title=key.title,
+                        by=by,
                     )
                     return key
             return None
@@ -266,11 +283,18 @@ class Store:
     # -- journal and state file ---------------------------------------------------------
 
     def journal(
-        self, event: str, *, account: Account | None, key_id: str | None, reason: str
+        self,
+        event: str,
+        *,
+        account: Account | None,
+        key_id: str | None,
+        reason: str,
+        **extra: str | None,
     ) -> None:
-        """Append one JSON line to the journal (if any); never with private keys or tokens."""
+        """Append one JSON line to the journal (if any); never with private keys or tokens.
+        ``extra``: a key's ``title``, and ``by``, the key id that signed the request."""
         with self.lock:
-            self._journal.record(event, account=account, key_id=key_id, reason=reason)
+            self._journal.record(event, account=account, key_id=key_id, reason=reason, **extra)
 
     def _save(self) -> None:
         if self._state_path is None:

@@ -15,7 +15,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from rotator.adapters.vault.env import parse_kv_path, show
-from rotator.core.vocab import CREDENTIALS, Account, Credential
+from rotator.core.vocab import CREDENTIALS, MAX_DURATION, Account, Credential
 
 __all__ = [
     "format_duration",
@@ -24,6 +24,7 @@ __all__ = [
     "parse_credentials",
     "parse_duration",
     "parse_http_addr",
+    "parse_instance",
     "parse_kv_path",
     "parse_namespace",
     "parse_url",
@@ -86,12 +87,17 @@ def format_duration(td: timedelta) -> str:
 
 
 def duration(*, allow_zero: bool = False) -> Callable[[str], timedelta]:
-    """A duration parser; zero is refused unless ``allow_zero``."""
+    """A duration parser; zero is refused unless ``allow_zero``, and so is anything over
+    100 years (``MAX_DURATION``: times plus durations must stay within what a datetime holds)."""
 
     def parse(text: str) -> timedelta:
         td = parse_duration(text)
         if td == timedelta(0) and not allow_zero:
             raise ValueError(f"must be longer than zero, got {show(text)}")
+        if td > MAX_DURATION:
+            raise ValueError(
+                f"must be at most {format_duration(MAX_DURATION)} (100 years), got {show(text)}"
+            )
         return td
 
     return parse
@@ -250,6 +256,20 @@ def parse_credentials(text: str) -> frozenset[Credential]:
             f"known: {', '.join(CREDENTIALS)}"
         )
     return frozenset(cast(Credential, entry) for entry in entries)
+
+
+_INSTANCE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+
+
+def parse_instance(text: str) -> str:
+    """A deployment's identity for key titles: 1 to 32 letters, digits, '.', '_' or '-'."""
+    value = text.strip()
+    if not _INSTANCE_RE.fullmatch(value):
+        raise ValueError(
+            "expected 1 to 32 letters, digits, '.', '_' or '-' (it goes into key titles, "
+            f"where ':' separates the parts), got {show(text)}"
+        )
+    return value
 
 
 def parse_accounts(text: str) -> tuple[Account, ...]:

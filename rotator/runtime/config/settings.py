@@ -7,9 +7,11 @@ and README show (see :mod:`rotator.runtime.config.table`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
 from rotator.adapters.vault.settings import VaultSettings
 from rotator.core.vocab import KEY_KINDS, Account, Credential, KeyKind
@@ -88,6 +90,13 @@ class Settings:
     """``ROTATOR_REGISTRAR``: ``api`` (rotator adds and deletes keys through Encord's key
     management) or ``manual`` (a person does, when Encord does not expose key management to
     the workspace; rotator asks in its logs and polls until it sees it done)."""
+    instance: str = ""
+    """``ROTATOR_INSTANCE``: this deployment's identity, in the title of every key it
+    registers (``rotator:<instance>:<account>:...``), so that deployments sharing one service
+    account (staging and production, two teams) each delete only their own leftovers. Empty
+    (the default) derives it from where the deployment keeps its state, which every replica
+    shares and a restart keeps: :func:`default_instance` of the Vault address's host and
+    port, the namespace, the mount and the prefix."""
     allow_insecure_http: bool = False
     """``ROTATOR_ALLOW_INSECURE_HTTP``: accept plain ``http://`` for VAULT_ADDR and
     ENCORD_DOMAIN on a host other than loopback. Off: the Vault token, bearer tokens and
@@ -95,6 +104,8 @@ class Settings:
     nonce) could be replayed; only a closed test network (compose) should turn it on."""
 
     def __post_init__(self) -> None:
+        if not self.instance:
+            object.__setattr__(self, "instance", default_instance(self.vault))
         if self.lease_ttl == timedelta(0):
             object.__setattr__(
                 self, "lease_ttl", default_lease_ttl(self.check_interval, self.jitter)
@@ -115,3 +126,16 @@ class Settings:
 def default_lease_ttl(check_interval: timedelta, jitter: timedelta) -> timedelta:
     """The lease lifetime used when ROTATOR_LEASE_TTL is unset: three missed checks."""
     return 3 * (check_interval + jitter)
+
+
+def default_instance(vault: VaultSettings) -> str:
+    """The instance used when ROTATOR_INSTANCE is unset: ``v`` and 10 hex digits of a SHA-256
+    of ``host:port/namespace/mount/prefix``. Replicas of one deployment share all four; two
+    deployments never do (they would share state records and leases too)."""
+    parts = urlsplit(vault.addr)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    where = "/".join(
+        (f"{(parts.hostname or '').lower()}:{port}", (vault.namespace or "").strip("/"),
+         vault.mount.strip("/"), vault.prefix.strip("/"))
+    )
+    return "v" + hashlib.sha256(where.encode()).hexdigest()[:10]

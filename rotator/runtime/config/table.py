@@ -28,6 +28,7 @@ from rotator.runtime.config.parsers import (
     parse_bool,
     parse_credentials,
     parse_http_addr,
+    parse_instance,
     parse_kv_path,
     parse_namespace,
     parse_url,
@@ -131,6 +132,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ROTATOR_ACCOUNTS", "encord", "name=serviceAccountHash[,name=hash...]",
              "accounts", parse_accounts,
              required="required: name=serviceAccountHash[,name=hash...]"),
+    Variable("ROTATOR_INSTANCE", "encord",
+             "this deployment's name in its key titles (rotator:<instance>:<account>:...)",
+             "instance", parse_instance,
+             shown="a hash of Vault's host:port, namespace, mount and prefix"),
     Variable("ROTATOR_CREDENTIALS", "encord",
              "which credentials to keep fresh: ssh-key, api-key, bearer-token",
              "credentials", parse_credentials),
@@ -313,7 +318,7 @@ def env_help() -> str:
                 # "— (required with approle)" shows as "(required with approle)"
                 note = text[2:] if text.startswith("— (") else f"(default {text})"
                 lines.append(f"  {var.name:<29} {var.help} {note}")
-    lines.append("durations: 500ms, 4s, 2m, 24h, 90d and sums like 1h30m.")
+    lines.append("durations: 500ms, 4s, 2m, 24h, 90d and sums like 1h30m, up to 36500d.")
     lines.append("exit codes: 0 ok, 1 Vault or Encord refused or failed, 2 bad configuration "
                  "or input.")
     return "\n".join(lines) + "\n"
