@@ -47,7 +47,8 @@ def _log_format(environ: Mapping[str, str]) -> tuple[str, str]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line on stderr (a log line in json mode), exit 2."""
+    """argparse whose usage errors are one line on stderr, exit 2: argparse's text on a
+    terminal (or in console mode), else a log line like every other (json, ecs)."""
 
     def error(self, message: str) -> NoReturn:
         fmt, level = _log_format(os.environ)
