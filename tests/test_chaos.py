@@ -477,6 +477,26 @@ def _owners(journal: list[dict[str, Any]], adopted: dict[str, str]) -> dict[str,
     return owners
 
 
+def _deletions_by_owner(
+    journal: list[dict[str, Any]], adopted: dict[str, str], instances: dict[str, str], seed: int
+) -> Counter[str]:
+    """Deletions per deployment, asserting that each deleted a key of its own: one it adopted
+    or added (by the journal, not by title), and titled with its instance unless adopted."""
+    owner_of = _owners(journal, adopted)
+    deletions = Counter[str]()
+    for e in journal:
+        if e.get("event") != "key.deleted":
+            continue
+        whose, by = owner_of.get(e["key_id"]), owner_of.get(e.get("by") or "")
+        assert whose and by, f"seed={seed}: a deletion of or by no one's key: {e}"
+        assert whose == by, f"seed={seed}: {by} deleted {whose}'s key {e['key_id'][:12]}"
+        assert e["title"].startswith(f"rotator:{instances[by]}:alpha:") or e["key_id"] in adopted, (
+            f"seed={seed}: {by} deleted a key not titled by it: {e['title']}"
+        )
+        deletions[by] += 1
+    return deletions
+
+
 def test_two_deployments_share_one_account(
     openbao: OpenBaoDev, vault_prefix: str, make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
@@ -514,7 +534,7 @@ def test_two_deployments_share_one_account(
     with EncordClient(handle.url, EncordAuth(admin)) as human:
         human.upload_key("sa-alpha", "admin key (prod)", prod_admin.public_line)
     (folder / "prod.key").write_text(prod_admin.private_openssh)
-    owner_of = {admin.key_id: "staging", prod_admin.key_id: "prod"}  # key id -> deployment
+    adopted = {admin.key_id: "staging", prod_admin.key_id: "prod"}  # key id -> deployment
     for d, key_file in (("staging", "alpha.key"), ("prod", "prod.key")):
         rc, out, err = rotator_cli(
             ["bootstrap", "alpha", "--private-key-file", str(folder / key_file)], envs[d]
@@ -566,7 +586,7 @@ def test_two_deployments_share_one_account(
                 settled &= not left and all(ks.pending is None for ks in st.kinds.values())
             # ... and each deployment has deleted a key (its bootstrap key at least).
             seen = _journal(handle.journal_path)
-            owners = _owners(seen, owner_of)
+            owners = _owners(seen, adopted)
             deleters = {owners.get(e.get("by") or "") for e in seen if e["event"] == "key.deleted"}
             settled &= set(envs) <= deleters
         for proc in running.values():
@@ -590,18 +610,7 @@ def test_two_deployments_share_one_account(
     # Whose is each key: the admin key a deployment adopted, or whatever key the deployment
     # signed its upload with (the journal says which). Titles are not trusted for this.
     journal = _journal(handle.journal_path)
-    owner_of = _owners(journal, owner_of)
-    deletions = Counter[str]()
-    for e in journal:
-        if e.get("event") != "key.deleted":
-            continue
-        whose, by = owner_of.get(e["key_id"]), owner_of.get(e.get("by") or "")
-        assert whose and by, f"seed={seed}: a deletion of or by no one's key: {e}"
-        assert whose == by, f"seed={seed}: {by} deleted {whose}'s key {e['key_id'][:12]}"
-        assert e["title"].startswith(f"rotator:{instances[by]}:alpha:") or e["key_id"] in (
-            admin.key_id, prod_admin.key_id
-        ), f"seed={seed}: {by} deleted a key not titled by it: {e['title']}"
-        deletions[by] += 1
+    deletions = _deletions_by_owner(journal, adopted, instances, seed)
     outcomes = {
         d: Counter(
             f"{e['event']}:{e.get('outcome') or e.get('error_kind') or ''}"
