@@ -399,16 +399,21 @@ def _stop_and_check(rig: Rig) -> None:
     assert all(ks.pending is None for ks in state.kinds.values()), "a rotation left in flight"
     assert owned_orphans(rig.handle.sandbox, "alpha", state.owned_key_ids()) == []
     # Nothing lost: every version of the consumer path is still there, each a new key, the
-    # newest the record's current key, working at Encord.
+    # newest the record's current key, working at Encord. A version whose key was revoked is
+    # destroyed on purpose (no revoked private key stays readable): it still answers, without
+    # data; every live key's version is readable.
     current = store.current_version("alpha/ssh-key")
-    versions = []
+    versions: list[str | None] = []
     for n in range(1, current + 1):
         old = store.read_version("alpha/ssh-key", n)
-        assert old is not None and old.data is not None, f"version {n} lost"
-        versions.append(str(old.data["key_id"]))
-    assert len(set(versions)) == len(versions), "a key was promoted twice"
+        assert old is not None, f"version {n} lost"
+        versions.append(None if old.data is None else str(old.data["key_id"]))
+    readable = [key_id for key_id in versions if key_id is not None]
+    assert len(set(readable)) == len(readable), "a key was promoted twice"
     ks = state.kind("ssh-key")
     assert ks.current is not None and ks.current.key_id == versions[-1]
+    live = {ks.current.key_id, *(k.key_id for k in ks.retiring)}
+    assert live <= set(readable), "a version holding a live key was destroyed"
     newest = store.read("alpha/ssh-key")
     assert newest is not None and newest.data is not None
     assert sdk_authenticates(rig.handle.url, str(newest.data["private_key"]))
@@ -427,7 +432,11 @@ def _stop_and_check(rig: Rig) -> None:
         for e in rig.events("rotation.finished")
         if e.get("outcome") in ("rolled_back", "failed")
     }
-    unexplained = added - set(versions) - cleaned
+    # A destroyed version held a key this daemon revoked since (and logged as purged).
+    revoked = {str(e.get("key_id")) for e in rig.events("key.revoked")}
+    purged = {str(e.get("key_id")) for e in rig.events("vault.purged")}
+    assert versions.count(None) <= len(revoked & purged), (versions, revoked, purged)
+    unexplained = added - set(readable) - (revoked & purged) - cleaned
     assert not unexplained, f"keys registered twice or lost track of: {unexplained}"
     assert len(rig.handle.sandbox.keys("alpha")) <= 5
     assert_no_secrets(text)
