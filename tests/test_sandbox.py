@@ -630,8 +630,10 @@ def test_journal_lines_counts_and_no_secrets(
         ("auth.failed", None),
         ("auth.failed", None),
     ]
+    base = {"ts", "event", "account", "account_hash", "key_id", "key_count", "reason"}
+    # Key lines also name the key's title and the key id that signed the call (``by``).
     assert all(
-        set(j) == {"ts", "event", "account", "account_hash", "key_id", "key_count", "reason"}
+        set(j) == (base | {"title", "by"} if j["event"].startswith("key.") else base)
         for j in lines
     )
     assert lines[1]["key_id"] == made["keyId"] and lines[1]["account_hash"] == "sa-alpha"
