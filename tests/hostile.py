@@ -143,7 +143,9 @@ class HostileServer:
                 self._send(
                     conn,
                     f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {self.location}\r\n"
-                    "Content-Length: 0\r\n\r\n".encode(),
+                    # One answer per connection: say so, or a client may reuse the socket
+                    # this server is about to close and see a reset instead of the 307.
+                    "Content-Length: 0\r\nConnection: close\r\n\r\n".encode(),
                 )
             elif b == "silent":
                 while going():
