@@ -255,14 +255,12 @@ class AppRoleLogin(_MountedLogin):
                 self.secret_id_file, "VAULT_SECRET_ID_FILE", "the secret ID"
             )
         logs.register_secret(secret_id)
-        answer = door.call(
-            self.login_path,
+        return _logged_in(
+            door, self.login_path, started,
             lambda c: c.auth.approle.login(
                 self.role_id, secret_id, use_token=False, mount_point=self.mount_point
             ),
         )
-        token, info = auth_answer(answer, started, where=self.login_path)
-        return token, info, info.ttl
 
     @classmethod
     def from_env(cls, env: EnvReader) -> tuple[str, AppRoleLogin] | None:
@@ -340,14 +338,12 @@ class KubernetesLogin(_MountedLogin):
     def login(self, door: Door, started: float) -> LoginResult:
         jwt = read_credential(self.jwt_file, "VAULT_K8S_JWT_FILE", "the JWT")
         logs.register_secret(jwt)
-        answer = door.call(
-            self.login_path,
+        return _logged_in(
+            door, self.login_path, started,
             lambda c: c.auth.kubernetes.login(
                 self.k8s_role, jwt, use_token=False, mount_point=self.mount_point
             ),
         )
-        token, info = auth_answer(answer, started, where=self.login_path)
-        return token, info, info.ttl
 
     @classmethod
     def from_env(cls, env: EnvReader) -> tuple[str, KubernetesLogin] | None:
@@ -397,3 +393,10 @@ def read_credential(path: str, variable: str, what: str) -> str:
             f"{variable}: {what} in {path[:200]!r} contains whitespace or control characters"
         )
     return text
+
+
+def _logged_in(door: Door, path: str, started: float, call: Callable[[Any], Any]) -> LoginResult:
+    """POST a login through ``door`` (a token-less side client) and read its ``auth`` block:
+    the token, its description, and the TTL it was issued with."""
+    token, info = auth_answer(door.call(path, call), started, where=path)
+    return token, info, info.ttl
