@@ -114,11 +114,7 @@ def _call_levels(
         return {func.attr}
     if isinstance(func, ast.Name) and func.id in methods:
         return methods[func.id]
-    if (
-        isinstance(func, ast.Call)
-        and _name(func.func) == "getattr"
-        and len(func.args) == 2
-    ):
+    if isinstance(func, ast.Call) and _name(func.func) == "getattr" and len(func.args) == 2:
         level = func.args[1]
         if isinstance(level, ast.Constant) and level.value in LEVELS:
             return {str(level.value)}
@@ -153,8 +149,11 @@ def _forwarders(
                 levels = _call_levels(call, methods, strings)
                 first = call.args[0]
                 if levels and isinstance(first, ast.Name) and first.id in params:
-                    found[fn.name] = (params.index(first.id), "/".join(sorted(levels)),
-                                      _fields(call))
+                    found[fn.name] = (
+                        params.index(first.id),
+                        "/".join(sorted(levels)),
+                        _fields(call),
+                    )
     return found
 
 
@@ -175,7 +174,8 @@ def _sites(
                         and EVENT.fullmatch(value.value)
                     ):
                         fields = tuple(
-                            str(k.value) for k in node.keys
+                            str(k.value)
+                            for k in node.keys
                             if isinstance(k, ast.Constant) and k.value != "event"
                         )
                         yield value.value, Site(path, node.lineno, STDOUT, fields)
@@ -219,6 +219,7 @@ def unexpanded(events: dict[str, list[Site]]) -> list[str]:
     """The f-string events :data:`EXPANSIONS` does not know, with where they are."""
     return [
         f"{site.path}:{site.line}: {name[2:]}"
-        for name, sites in sorted(events.items()) if name.startswith("f:")
+        for name, sites in sorted(events.items())
+        if name.startswith("f:")
         for site in sites
     ]
