@@ -203,9 +203,15 @@ def test_servicemonitor_scrapes_metrics_through_the_service(
     assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
     assert monitor["metadata"]["name"] and "namespace" not in monitor["metadata"]
     spec = monitor["spec"]
-    assert set(spec) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}
+    assert set(spec) <= {
+        "selector", "endpoints", "namespaceSelector", "jobLabel", "podTargetLabels"
+    }
     assert set(spec["selector"]) == {"matchLabels"}
     assert selects(spec["selector"]["matchLabels"], service["metadata"]["labels"])
+    # RotatorReplicaDown's up{app_kubernetes_io_name="rotator"} needs the pod label on every
+    # series, as podmonitor.yaml gives it (a target that never answered has no rotator_up).
+    assert "app.kubernetes.io/name" in spec.get("podTargetLabels", [])
+    assert "app.kubernetes.io/name" in pod_labels(with_monitor)
     (endpoint,) = spec["endpoints"]
     assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
     assert endpoint["path"] == "/metrics" and endpoint.get("scheme", "http") == "http"
