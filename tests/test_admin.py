@@ -191,25 +191,29 @@ def test_status_says_when_encord_does_not_answer() -> None:
     assert st.kinds["ssh-key"].current is not None
 
 
-def test_cli_status_json_is_unchanged() -> None:
-    """``rotator status --json``'s entry for an account, field for field."""
+def test_cli_status_json_field_for_field() -> None:
+    """``rotator status --json``'s entry for an account, field for field: durations in whole
+    seconds, full key ids, ISO times, each credential's state, and the hints."""
     world = make_world(default_policy(kinds=("ssh-key", "api-key")))
     world.engine().check()
     world.clock.advance(2 * HOUR)
     state = world.state()
     ssh, api = state.kind("ssh-key"), state.kind("api-key")
     assert ssh.current and api.current and ssh.last and api.last and state.bearer
+    left = int((timedelta(days=90) - 2 * HOUR).total_seconds())
     assert status_of(world.engine()) == {
         "account": "alpha",
         "key_cap": 5,
         "keys_at_encord": 2,
         "ssh-key": {
+            "state": "ok",
             "key_id": ssh.current.key_id,
-            "age": "2h",
-            "expires_in": "89d22h",
+            "age_s": 7200,
+            "expires_in_s": left,
             "expires_at": "2030-04-01T09:00:00+00:00",
             "retiring": [],
             "pending": None,
+            "requested": False,
             "last_rotation": {
                 "outcome": "bootstrapped",
                 "at": "2030-01-01T09:00:00+00:00",
@@ -217,27 +221,40 @@ def test_cli_status_json_is_unchanged() -> None:
             },
         },
         "api-key": {
+            "state": "ok",
             "key_id": api.current.key_id,
-            "age": "2h",
-            "expires_in": "89d22h",
+            "age_s": 7200,
+            "expires_in_s": left,
             "expires_at": "2030-04-01T09:00:00+00:00",
             "retiring": [],
             "pending": None,
+            "requested": False,
             "last_rotation": {
                 "outcome": "rotated",
                 "at": "2030-01-01T09:00:00+00:00",
                 "reason": "no_current_key",
             },
         },
-        "bearer-token": {"expires_at": "2030-01-01T10:00:00+00:00"},
+        "bearer-token": {
+            "state": "expired",
+            "expires_at": "2030-01-01T10:00:00+00:00",
+            "expires_in_s": 0,
+        },
+        "hints": ["alpha bearer-token: none valid; the daemon mints one at its next check"],
     }
     world.encord.fail_next["list_keys"] = 1
     entry = status_of(world.engine())
     assert entry["keys_at_encord"] is None
     assert entry["encord_error"] == "fake Encord list_keys: HTTP 503 (injected)"
+    assert "ENCORD_DOMAIN" in entry["hints"][0]
     not_bootstrapped = make_world(bootstrap=False)
     assert status_of(not_bootstrapped.engine()) == {
         "account": "alpha",
         "key_cap": 5,
-        "ssh-key": {"retiring": [], "pending": None},
+        "ssh-key": {"state": "none", "retiring": [], "pending": None, "requested": False},
+        "bearer-token": {"state": "none"},
+        "hints": [
+            "alpha: not bootstrapped; run: rotator bootstrap alpha --private-key-file F "
+            "(F: the key file the Encord UI downloaded)"
+        ],
     }

@@ -1,87 +1,67 @@
-"""``plan`` and ``status``: read-only reports, for a person or (``--json``) a machine."""
+"""``plan`` and ``status``: read-only reports, for a person (text with hints) or, with
+``--json``, a machine (one document: durations in seconds, full key ids, ISO times)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+from rotator.cli import planview, statusview
 from rotator.cli.base import Command, engines
 from rotator.core import admin
 from rotator.core.engine import Engine
-from rotator.runtime.config import Settings, format_duration
+from rotator.core.errors import RegistryUnavailable
+from rotator.runtime.config import Settings
 
 
 def _json_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="one JSON document")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON document (seconds, full key ids)"
+    )
 
 
-def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
+def plan_of(name: str, engine: Engine) -> dict[str, Any]:
+    """One account's plan as ``--json`` prints it; an Encord that does not answer is the
+    account's ``error`` (the other accounts are still planned)."""
     from rotator.core.policy import describe
 
-    out: list[dict[str, Any]] = []
-    for name, engine in engines(settings).items():
-        out.append({"account": name, "actions": describe(engine.plan())})
-    if args.json:
-        print(json.dumps({"event": "plan", "accounts": out}, indent=None))
-    else:
-        for entry in out:
-            print(f"{entry['account']}:")
-            for a in entry["actions"]:
-                rest = ", ".join(f"{k}={v}" for k, v in a.items() if k != "action")
-                print(f"  {a['action']:<15} {rest}")
-    return 0
-
-
-def status_of(engine: Engine) -> dict[str, Any]:
-    """One account's status (:func:`rotator.core.admin.status`), JSON-safe and free of
-    secrets."""
-    st = admin.status(engine.context)
-    entry: dict[str, Any] = {"account": st.account, "key_cap": st.key_cap}
-    if st.asked_encord:
-        entry["keys_at_encord"] = st.keys_at_encord
-        if st.encord_error is not None:
-            entry["encord_error"] = st.encord_error
-    for kind, ks in st.kinds.items():
-        k: dict[str, Any] = {}
-        if ks.current is not None:
-            k.update(
-                key_id=ks.current.key_id,
-                age=format_duration(ks.current.age),
-                expires_in=format_duration(ks.current.expires_in),
-                expires_at=ks.current.expires_at.isoformat(),
-            )
-        k["retiring"] = list(ks.retiring)
-        k["pending"] = ks.pending
-        if ks.last is not None:
-            k["last_rotation"] = {
-                "outcome": ks.last.outcome,
-                "at": ks.last.at.isoformat(),
-                "reason": ks.last.reason,
-            }
-        entry[kind] = k
-    if st.bearer_expires_at is not None:
-        entry["bearer-token"] = {"expires_at": st.bearer_expires_at.isoformat()}
+    entry: dict[str, Any]
+    try:
+        entry = {"account": name, "actions": describe(engine.plan())}
+    except RegistryUnavailable as exc:
+        entry = {"account": name, "error": str(exc), "reason": "encord_unavailable"}
+    entry["hints"] = planview.hints(entry)
     return entry
 
 
-def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    out = [status_of(engine) for engine in engines(settings).values()]
+def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
+    out = [plan_of(name, engine) for name, engine in engines(settings).items()]
     if args.json:
-        print(json.dumps({"event": "status", "accounts": out}))
-        return 0
-    for e in out:
-        print(f"{e['account']}: keys at Encord {e.get('keys_at_encord', '?')}/{e['key_cap']}")
-        for kind in settings.key_kinds:
-            k = e.get(kind, {})
-            if "key_id" in k:
-                line = f"  {kind}: {k['key_id'][:16]}  age {k['age']}  expires in {k['expires_in']}"
-            else:
-                line = f"  {kind}: none"
-            last = k.get("last_rotation")
-            if last:
-                line += f"  last: {last['outcome']} ({last['reason']}) at {last['at']}"
-            print(line)
+        print(json.dumps({"event": "plan", "accounts": out}))
+    else:
+        print(planview.text(out, datetime.now(UTC)))
+    return 1 if any("error" in entry for entry in out) else 0
+
+
+def view_of(engine: Engine) -> statusview.View:
+    """One account's status (:func:`rotator.core.admin.status`) with its policy and time."""
+    ctx = engine.context
+    return statusview.View(admin.status(ctx), ctx.policy, ctx.clock())
+
+
+def status_of(engine: Engine) -> dict[str, Any]:
+    """One account's status as ``rotator status --json`` prints it, free of secrets."""
+    return statusview.as_json(view_of(engine))
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    views = [view_of(engine) for engine in engines(settings).values()]
+    if args.json:
+        print(json.dumps({"event": "status", "accounts": [statusview.as_json(v) for v in views]}))
+    else:
+        print(statusview.text(views))
     return 0
 
 
@@ -89,5 +69,8 @@ PLAN = Command(
     "plan", "what each account needs now and why; writes nothing", _json_argument, cmd_plan
 )
 STATUS = Command(
-    "status", "per account: current key, age, expiry, keys vs cap", _json_argument, cmd_status
+    "status",
+    "per account and credential: state, key, age, expiry, keys vs cap, last rotation, hints",
+    _json_argument,
+    cmd_status,
 )

@@ -95,6 +95,7 @@ class KindStatus:
     retiring: tuple[str, ...]  # key ids
     pending: Phase | None  # the phase of a rotation in flight
     last: LastRun | None
+    requested: bool = False  # `rotator rotate` asked the daemon holding the account for one
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,7 @@ def status(ctx: AccountContext) -> AccountStatus:
             retiring=tuple(r.key_id for r in ks.retiring),
             pending=ks.pending.phase if ks.pending else None,
             last=ks.last,
+            requested=kind in state.requested,
         )
     return AccountStatus(
         account=ctx.account.name,
