@@ -885,7 +885,7 @@ def test_image_under_the_policy_bootstraps_rotates_and_runs_healthy_until_sigter
         stdin=sandbox.bootstrap_key_file.read_text(),
     )
     assert done.returncode == 0, done.stderr
-    done = image.run([rotator, "rotate", "alpha"], env)
+    done = image.run([rotator, "rotate", "alpha", "--json"], env)
     assert done.returncode == 0, done.stderr
     assert "rotated" in json.loads(done.stdout)["outcomes"]
     done = image.run([rotator, "status", "--json"], env)

@@ -46,10 +46,11 @@ def _state_key_ids(store: VaultStore) -> set[str]:
 
 def _bootstrap(env: dict[str, str], sandbox: SandboxHandle) -> None:
     rc, out, err = rotator_cli(
-        ["bootstrap", "alpha", "--private-key-file", str(sandbox.bootstrap_key_file)], env
+        ["bootstrap", "alpha", "--private-key-file", str(sandbox.bootstrap_key_file), "--json"],
+        env,
     )
     assert rc == 0, err
-    assert '"bootstrap.done"' in out
+    assert json.loads(out)["event"] == "bootstrap.done"
     assert_no_secrets(out + err, "bootstrap output")
 
 
@@ -283,7 +284,7 @@ def test_cli_plan_status_rotate(
     assert status["keys_at_encord"] == 1 and status["key_cap"] == 5
     assert vault_store.current_version("alpha/state") == before, "plan/status wrote nothing"
     old = status["ssh-key"]["key_id"]
-    rc, out, err = rotator_cli(["rotate", "alpha"], env)
+    rc, out, err = rotator_cli(["rotate", "alpha", "--json"], env)
     assert rc == 0, err
     assert "rotated" in json.loads(out)["outcomes"]
     v = vault_store.read("alpha/ssh-key")
@@ -345,7 +346,7 @@ def test_rotate_while_a_daemon_runs_is_handed_to_the_lease_holder(
     proc = Proc(["run"], env)
     try:
         assert proc.wait_for(lambda e: e.get("event") == "lease.acquired", 20), proc.text()[-2000:]
-        rc, out, err = rotator_cli(["rotate", "alpha"], env)
+        rc, out, err = rotator_cli(["rotate", "alpha", "--json"], env)
         assert rc == 0, err
         assert json.loads(out)["event"] == "rotate.requested"
         assert proc.wait_for(

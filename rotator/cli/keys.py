@@ -8,7 +8,9 @@ import json
 import structlog
 
 from rotator.cli.base import Command, add_account_argument, check_account, engine_for, engines
+from rotator.cli.render import human_duration, short_id
 from rotator.core import admin
+from rotator.core.engine import CheckResult
 from rotator.core.errors import AccessDenied, ConfigError, KeyFormatError
 from rotator.core.vocab import Outcome
 from rotator.runtime.config import Settings
@@ -35,6 +37,16 @@ def _bootstrap_arguments(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="OpenSSH Ed25519 private key file (the file the Encord UI downloaded)",
     )
+    _json_argument(p)
+
+
+def _json_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON line instead of a sentence")
+
+
+def _say(args: argparse.Namespace, document: dict[str, object], sentence: str) -> None:
+    """The result on stdout: ``document`` as JSON with ``--json``, else ``sentence``."""
+    print(json.dumps(document) if args.json else sentence)
 
 
 def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
@@ -53,16 +65,18 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
                 )
                 return 1
             raise
-    print(
-        json.dumps(
-            {
-                "event": "bootstrap.done",
-                "account": name,
-                "key_id": record.key_id,
-                "key_hash": record.key_hash,
-            }
-        )
+    document = {
+        "event": "bootstrap.done",
+        "account": name,
+        "key_id": record.key_id,
+        "key_hash": record.key_hash,
+    }
+    expires = record.expires_at.date().isoformat()
+    sentence = (
+        f"{name}: adopted key {short_id(record.key_id)} as the current {admin.BOOTSTRAP_KIND} "
+        f"(expires {expires})"
     )
+    _say(args, document, sentence)
     return 0
 
 
@@ -74,6 +88,7 @@ def _rotate_arguments(p: argparse.ArgumentParser) -> None:
         default="ssh-key",
         help="which key to rotate (default ssh-key)",
     )
+    _json_argument(p)
 
 
 def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
@@ -86,24 +101,63 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     check_account(settings, name)
     store = open_store(settings)
     wait_for_vault(store, deadline=5.0)
-    lease = make_leases(settings, store, holder=f"cli-{replica_id()}")[name]
-    fenced = None if settings.dry_run else {name: lease}
+    leases = make_leases(settings, store, holder=f"cli-{replica_id()}")
+    lease = leases[name]
+    # Every account's engine is built, so every account gets its (never acquired) lease; only
+    # this account's engine runs, fenced by the lease taken below.
+    fenced = None if settings.dry_run else leases
     engine = engines(settings, store, leases=fenced)[name]
     with structlog.contextvars.bound_contextvars(account=name):
         if not settings.dry_run and not lease.acquire():
             # A running daemon holds the account: ask it, through the state record, to rotate
             # at its next check (within ROTATOR_CHECK_INTERVAL).
             admin.request_rotation(engines(settings, store)[name].context, credential)
-            print(json.dumps({"event": "rotate.requested", "account": name, "kind": credential}))
+            every = human_duration(settings.check_interval)
+            _say(
+                args,
+                {"event": "rotate.requested", "account": name, "kind": credential},
+                f"{name}: a running daemon holds the account; it was asked to rotate the "
+                f"{credential} at its next check (every {every})",
+            )
             return 0
         try:
             result = engine.check(force=frozenset({credential}), dry_run=settings.dry_run)
         finally:
             lease.release()
-    print(json.dumps({"event": "rotate.done", "account": name, "outcomes": result.outcomes}))
+    _say(
+        args,
+        {"event": "rotate.done", "account": name, "outcomes": result.outcomes},
+        _rotated(name, credential, result, settings),
+    )
     failures = {outcome for outcome in Outcome if outcome.is_failure}
     ok = not any(o in failures for o in result.outcomes)
     return 0 if ok else 1
+
+
+def _rotated(name: str, credential: str, result: CheckResult, settings: Settings) -> str:
+    """What ``rotate`` did, in a sentence."""
+    if "not_bootstrapped" in result.outcomes:
+        return (
+            f"{name}: not bootstrapped, nothing rotated; run: rotator bootstrap {name} "
+            "--private-key-file F"
+        )
+    state = result.state.kind(credential) if result.state is not None else None
+    said = []
+    for kind, outcome in result.rotations:
+        if kind != credential or outcome != Outcome.ROTATED or state is None:
+            said.append(f"the {kind} was not rotated ({outcome})")
+        elif state.current is not None:
+            said.append(
+                f"rotated the {kind}: key {short_id(state.current.key_id)} is current "
+                f"(expires {state.current.expires_at.date().isoformat()}), the one before "
+                f"retires after {human_duration(settings.grace)} of grace"
+            )
+    if not said:
+        done = ", ".join(result.outcomes) or "nothing to do"
+        said.append(f"the {credential} was not rotated ({done})")
+    if settings.dry_run:
+        said.append("dry run: nothing was changed")
+    return f"{name}: " + "; ".join(said)
 
 
 BOOTSTRAP = Command(
