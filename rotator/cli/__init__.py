@@ -18,6 +18,7 @@ import structlog
 from rotator import __version__
 from rotator.cli import daemon, dev, keys, reports
 from rotator.cli.base import Command, Parser, log_format
+from rotator.cli.daemon import ENV_HELP
 from rotator.cli.reports import status_of
 from rotator.core.errors import (
     AccessDenied,
@@ -28,14 +29,11 @@ from rotator.core.errors import (
     TransientError,
 )
 from rotator.runtime import logs
-from rotator.runtime.config import env_help, from_env
+from rotator.runtime.config import from_env
 
 __all__ = ["COMMANDS", "ENV_HELP", "build_parser", "main", "status_of"]
 
 log = structlog.get_logger("rotator.cli")
-
-ENV_HELP = env_help()
-"""Every variable rotator reads and its default, by group (from the variable table)."""
 
 COMMANDS: tuple[Command, ...] = (
     daemon.RUN,
@@ -59,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
             "(KV v2): issues new keys before the old ones expire, proves they work, stores "
             "them, and revokes the old ones after a grace period."
         ),
-        epilog=ENV_HELP,
+        epilog=(
+            "The variables every command reads: rotator run --help.\n"
+            "Exit codes: 0 ok, 1 Vault or Encord refused or failed, 2 bad configuration or "
+            "input."
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rotator {__version__}")
@@ -73,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list:  # a person exploring: the commands, not an error line
+        build_parser().print_help(sys.stderr)
+        return 2
     if args_list[:1] == ["sandbox"]:
         from rotator.dev.sandbox.cli import main as sandbox_main  # the daemon never imports it
 

@@ -8,7 +8,7 @@ import structlog
 
 from rotator.cli.base import Command, no_arguments
 from rotator.core.errors import AccessDenied, StoreUnavailable
-from rotator.runtime.config import Settings
+from rotator.runtime.config import Settings, env_help
 
 log = structlog.get_logger("rotator.cli")
 
@@ -34,6 +34,20 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+ENV_HELP = env_help()
+"""Every variable rotator reads and its default, by group (from the variable table):
+``rotator run --help``."""
+
 RUN = Command(
-    "run", "run the daemon (until SIGTERM/SIGINT)", no_arguments, cmd_run, logs_to_stdout=True
+    "run",
+    "run the daemon (until SIGTERM/SIGINT); 'rotator run --help' lists the variables",
+    no_arguments,
+    cmd_run,
+    logs_to_stdout=True,
+    parser_options={
+        "description": "Run the daemon until SIGTERM/SIGINT. Every command reads the same "
+        "variables.",
+        "epilog": ENV_HELP,
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    },
 )
