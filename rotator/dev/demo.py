@@ -3,13 +3,16 @@
 Seconds-scale timings (key TTL 12s, rotate 6s before expiry, 3s grace, checks every second)
 so several issue -> verify -> store -> revoke cycles show in the logs within 30 s. A consumer
 thread plays a pipeline: it reads the newest key from Vault every 2 s and calls the sandbox
-with it. Ctrl-C (or ``--duration``) stops all three cleanly.
+with it. Ctrl-C (or ``--duration``) stops all three cleanly, and the temporary folder the
+demo made (it holds the dev Vault's root token and the sandbox's key) is removed; a folder given
+with ``--workdir`` is kept. The demo's own lines show key ids short, as ``rotator status`` does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections import Counter
@@ -20,6 +23,7 @@ import structlog
 
 from rotator.adapters.encord.client import EncordClient, RetryPolicy
 from rotator.adapters.encord.signing import EncordAuth
+from rotator.cli.render import short_id
 from rotator.core import admin, keys
 from rotator.core.errors import RotatorError
 from rotator.dev.openbao import OpenBaoDev
@@ -32,6 +36,7 @@ from rotator.runtime.wiring import open_store, wait_for_vault
 log = structlog.get_logger("rotator.demo")
 
 ACCOUNT, ACCOUNT_HASH = "demo", "sa-demo"
+JOURNAL = "sandbox-journal.jsonl"
 
 DEMO_ENV = {
     "ROTATOR_ACCOUNTS": f"{ACCOUNT}={ACCOUNT_HASH}",
@@ -59,7 +64,9 @@ def _consumer(vault_store: object, domain: str, stop: threading.Event) -> None:
             kp = keys.load_private(str(v.data["private_key"]))
             with EncordClient(domain, EncordAuth(kp), retry=RetryPolicy(attempts=1)) as client:
                 client.whoami()
-            log.info("consumer.authenticated", key_id=kp.key_id, vault_version=v.version)
+            log.info(
+                "consumer.authenticated", key_id=short_id(kp.key_id), vault_version=v.version
+            )
         except RotatorError as exc:
             log.error("consumer.rejected", error=str(exc))
 
@@ -133,18 +140,30 @@ def _bootstrap(daemon: Daemon, bootstrap_file: Path) -> None:
     with structlog.contextvars.bound_contextvars(account=ACCOUNT):
         text = bootstrap_file.read_text(encoding="utf-8")
         record = admin.bootstrap(daemon.engines[ACCOUNT].context, text)
-    log.info("demo.bootstrapped", key_id=record.key_id)
+    log.info("demo.bootstrapped", key_id=short_id(record.key_id))
 
 
 def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
-    """Run the demo until Ctrl-C/SIGTERM, or for ``duration`` seconds when > 0."""
+    """Run the demo until Ctrl-C/SIGTERM, or for ``duration`` seconds when > 0. A folder it
+    makes itself (no ``workdir``) is removed at the end."""
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(work, duration)
+    finally:
+        summary = _summary(work / JOURNAL)
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        log.info("demo.finished", **summary, workdir_removed=workdir is None)
+
+
+def _run(work: Path, duration: float) -> int:
+    """The demo in ``work``, until stopped."""
     stop = stop_on_signals("demo.signal")
 
     bao = OpenBaoDev(log_path=str(work / "openbao.log"))
     bootstrap_file = work / "bootstrap.key"
-    journal = work / "sandbox-journal.jsonl"
+    journal = work / JOURNAL
     sandbox = Sandbox(_seed(bootstrap_file), journal_path=journal)
     daemon: Daemon | None = None
     consumer: threading.Thread | None = None
@@ -176,4 +195,3 @@ def run_demo(*, duration: float = 0.0, workdir: str | None = None) -> int:
             consumer.join(timeout=5)
         sandbox.stop()
         bao.stop()
-        log.info("demo.finished", **_summary(journal))
