@@ -413,13 +413,29 @@ def test_the_sandbox_dates_its_answers_by_its_own_clock(
 
 @pytest.mark.parametrize("registrar", ["api", "manual"])
 def test_the_daemon_blames_the_clock_not_the_key(
-    openbao: OpenBaoDev, vault_prefix: str, box: SandboxHandle, clock: Clock, registrar: str
+    openbao: OpenBaoDev,
+    vault_client: Any,
+    vault_prefix: str,
+    box: SandboxHandle,
+    clock: Clock,
+    registrar: str,
 ) -> None:
     """With Encord's clock 400 s behind, every signature is refused: the check logs
     clock.skew_detected with the offset instead of check.failed, in both modes (the manual
     registrar does not take the 401 for a key gone), and the key stays current."""
     env = env_for(openbao, vault_prefix, box, ROTATOR_REGISTRAR=registrar)
     bootstrap(env, box)
+
+    def current() -> tuple[str, str]:
+        state = vault_client.secrets.kv.v2.read_secret_version(
+            f"{vault_prefix}/alpha/state", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"]
+        newest = vault_client.secrets.kv.v2.read_secret_version(
+            f"{vault_prefix}/alpha/ssh-key", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"]
+        return json.dumps(state, sort_keys=True), str(newest["key_id"])
+
+    before = current()
     with runner_for(from_env(env)) as (runner, health):
         clock.offset = -400
         with capture_logs() as events:
@@ -434,7 +450,8 @@ def test_the_daemon_blames_the_clock_not_the_key(
     assert "check.failed" not in {e["event"] for e in events}
     assert failures == 2
     assert result is not None and "clock.skew_detected" not in {e["event"] for e in after}
-    assert [k.key_id for k in box.sandbox.keys("alpha")]  # nothing was deleted
+    assert current()[1] == before[1]  # consumers hold the same key
+    assert before[1] in [k.key_id for k in box.sandbox.keys("alpha")]  # still at Encord
 
 
 def test_doctor_and_the_daemon_as_processes_report_a_clock_400_s_off(
