@@ -26,6 +26,7 @@ from rotator.core.engine import Engine
 from rotator.core.errors import (
     AccessDenied,
     AmbiguousWrite,
+    KeyManagementUnavailable,
     NotFound,
     RegistryRejected,
     RegistryUnavailable,
@@ -414,6 +415,8 @@ class FakeEncord:
             return
         target = self.sandbox.account_by_hash(account)
         if target is None:
+            if call == "list_keys":  # as the real client tells it (it cannot tell more)
+                raise KeyManagementUnavailable(f"fake Encord {call}: HTTP 404", status=404)
             raise NotFound(f"fake Encord {call}: HTTP 404")
         if not may_manage(principal, target):
             raise AccessDenied(f"fake Encord {call}: HTTP 403", status=403)

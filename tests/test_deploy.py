@@ -47,6 +47,7 @@ from packaging.utils import canonicalize_name
 
 import rotator
 from rotator.adapters.vault import VaultStore, connect
+from rotator.adapters.vault.introspect import capabilities
 from rotator.cli import ENV_HELP
 from rotator.core.errors import AccessDenied
 from rotator.core.keys import load_private
@@ -696,6 +697,7 @@ _POLICY_PATHS = {
     "secret/config",
     "auth/token/lookup-self",
     "auth/token/renew-self",
+    "sys/capabilities-self",
 }
 
 
@@ -742,7 +744,8 @@ def restricted(openbao: OpenBaoDev, rotator_token: str) -> Iterator[Any]:
 def test_policy_allows_every_vault_call_rotator_makes(restricted: Any, vault_prefix: str) -> None:
     """Under the policy alone, each Vault call the daemon and the CLI make succeeds: the
     start-up check, the mount's KV settings, reads of any version, check-and-set writes,
-    destroying the versions of a revoked key, and token self-renewal."""
+    destroying the versions of a revoked key, token self-renewal, and (rotator doctor) the
+    token's own capabilities."""
     store = VaultStore(restricted, mount="secret", prefix=vault_prefix)
     store.check()  # lookup-self and sys/internal/ui/mounts/secret
     assert store.kv_settings() is not None  # secret/config
@@ -759,6 +762,11 @@ def test_policy_allows_every_vault_call_rotator_makes(restricted: Any, vault_pre
     store.write("alpha/lease", {"holder": "replica-1"}, cas=0)
     renewed = restricted.auth.token.renew_self()
     assert renewed["auth"]["client_token"]
+    caps = capabilities(store, [f"secret/data/{vault_prefix}/alpha/state", "secret/config"])
+    assert caps == {  # rotator doctor's question about the token itself
+        f"secret/data/{vault_prefix}/alpha/state": frozenset({"create", "read", "update"}),
+        "secret/config": frozenset({"read"}),
+    }
 
 
 def test_policy_denies_everything_outside_the_prefix(

@@ -24,7 +24,12 @@ import pytest
 from rotator.adapters.encord.client import RetryPolicy
 from rotator.adapters.encord.registry import RegistryFactory
 from rotator.core import keys
-from rotator.core.errors import AccessDenied, NotFound, RegistryRejected
+from rotator.core.errors import (
+    AccessDenied,
+    KeyManagementUnavailable,
+    NotFound,
+    RegistryRejected,
+)
 from rotator.core.keys import KeyPair
 from rotator.core.ports import Registry
 from rotator.core.vocab import RemoteKey
@@ -186,10 +191,12 @@ def status_of(exc: Exception) -> tuple[str, int | None, str | None]:
 
 def test_unknown_account_is_404(encord: Encord) -> None:
     """Listing, uploading, generating or deleting on an account Encord does not have is 404
-    (the signer authenticated), not 403."""
+    (the signer authenticated), not 403. The key list's 404 cannot be told from an Encord
+    without key management: it is the NotFound that says both (KeyManagementUnavailable)."""
     nobody = encord.registry("nobody", encord.key("alpha"))
+    listed = refusal(lambda: nobody.list_keys(()))
+    assert type(listed) is KeyManagementUnavailable and listed.status == 404
     for call in (
-        lambda: nobody.list_keys(()),
         lambda: nobody.upload_key("t", keys.generate().public_line),
         lambda: nobody.generate_key("t"),
         lambda: nobody.delete_key("no-such-hash"),

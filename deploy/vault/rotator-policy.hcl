@@ -46,6 +46,13 @@ path "auth/token/renew-self" {
   capabilities = ["update"]
 }
 
+# `rotator doctor` asks which of the capabilities above this token holds (POST
+# sys/capabilities-self with the paths; it reads the token's own ACL and changes nothing).
+# The `default` policy grants it too; without it doctor warns that it could not ask.
+path "sys/capabilities-self" {
+  capabilities = ["update"]
+}
+
 # Not listed on purpose: `sys/internal/ui/mounts/secret` (the check that the mount is KV
 # v2). Vault answers it to any token that holds a capability under the mount, which the
 # paths above give.

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import structlog
 
 from rotator import __version__
-from rotator.cli import daemon, dev, keys, reports
+from rotator.cli import daemon, dev, doctor, keys, reports
 from rotator.cli.base import Command, Parser, log_format
 from rotator.cli.daemon import ENV_HELP
 from rotator.cli.reports import status_of
@@ -41,6 +41,7 @@ COMMANDS: tuple[Command, ...] = (
     keys.ROTATE,
     reports.PLAN,
     reports.STATUS,
+    doctor.DOCTOR,
     dev.DEMO,
     dev.SANDBOX,
 )

@@ -12,7 +12,9 @@
     ├── StoreConflict        check-and-set mismatch: someone else moved first; re-read
     └── PermanentError       retrying will not help: alert, do not hammer
         ├── AccessDenied     401/403 from Vault or Encord
+        │   └── ClockSkew    Encord's 401 while its clock is more than a minute off ours
         ├── NotFound         404 from Encord
+        │   └── KeyManagementUnavailable  404/405 on the key list: no key management there
         ├── RegistryRejected Encord refused (cap reached, duplicate, invalid key)
         ├── CorruptState     a record in Vault that rotator cannot read
         └── ProtocolError    a peer answered something that is not the contract
@@ -109,8 +111,33 @@ class AccessDenied(PermanentError):
         self.status = status
 
 
+class ClockSkew(AccessDenied):
+    """Encord refused a signature (401) while its clock, as its answer's ``Date`` header
+    tells, is more than :data:`SKEW_TOLERANCE` seconds off this host's: Encord refuses
+    signatures whose ``created`` is more than 300 s off its own clock, so the host's clock,
+    not the key, is the likely cause. ``offset``: Encord's clock minus ours, in seconds."""
+
+    def __init__(self, message: str, *, offset: float) -> None:
+        super().__init__(message, status=401)
+        self.offset = offset
+
+
+SKEW_TOLERANCE: Final = 60.0
+"""Seconds of clock offset against Encord beyond which a 401 is put down to the clock."""
+
+
 class NotFound(PermanentError):
     """Encord answered 404."""
+
+
+class KeyManagementUnavailable(NotFound):
+    """Encord answered 404 or 405 (``status``) to the key list: this Encord does not offer
+    key management to rotator (or the service-account hash is wrong). In ``api`` mode
+    nothing can be rotated; ``ROTATOR_REGISTRAR=manual`` is the way."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RegistryRejected(PermanentError):

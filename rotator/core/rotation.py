@@ -23,7 +23,13 @@ import structlog
 from rotator.core import keys, transitions
 from rotator.core.cleanup import delete_key
 from rotator.core.context import Run
-from rotator.core.errors import AccessDenied, CorruptState, KeyFormatError, RegistryRejected
+from rotator.core.errors import (
+    AccessDenied,
+    ClockSkew,
+    CorruptState,
+    KeyFormatError,
+    RegistryRejected,
+)
 from rotator.core.keys import KeyPair
 from rotator.core.kinds import Held, spec
 from rotator.core.policy import Blocked, owned_title_prefix
@@ -47,6 +53,8 @@ class Verifier:
             try:
                 run.registry.verify(kp)
                 return True
+            except ClockSkew:
+                raise  # not the key's fault: the check fails, the next one resumes
             except AccessDenied as exc:
                 if exc.status == 403:
                     return True  # authenticated, only lacks permission for the probe call

@@ -3,7 +3,12 @@
 :class:`CheckRunner` owns the steps around an engine's ``check()``: the per-account lock and
 back-off gate, the lease, and what each way a check can end means for health
 (:mod:`rotator.runtime.health`), metrics and the logs: ``check.finished``, ``check.failed``,
-``check.crashed``, ``lease.lost``, ``vault.write_conflict``, ``check.interrupted``. It knows
+``check.crashed``, ``lease.lost``, ``vault.write_conflict``, ``check.interrupted``, and two
+failures told by their cause instead: ``clock.skew_detected`` (Encord's 401 while its clock is
+more than a minute off ours: the clock, not the key) and ``encord.key_management_unavailable``
+(Encord answered 404/405 to the key list: logged once per account, with the hint
+``ROTATOR_REGISTRAR=manual``; later failures of the same kind are ``check.failed`` at debug
+level until a check succeeds, the account still failing /readyz and backing off). It knows
 no scheduler: the daemon calls :meth:`CheckRunner.run` from its jobs and hears of each result
 through ``on_result`` (to schedule what falls due before the next interval).
 """
@@ -23,7 +28,12 @@ import structlog
 
 from rotator.adapters.lease import LeaseLost
 from rotator.core.engine import CheckResult
-from rotator.core.errors import RotatorError, StoreConflict
+from rotator.core.errors import (
+    ClockSkew,
+    KeyManagementUnavailable,
+    RotatorError,
+    StoreConflict,
+)
 from rotator.runtime.health import AccountHealth
 from rotator.runtime.metrics import Metrics
 
@@ -97,6 +107,7 @@ class CheckRunner:
         self.on_result = on_result
         self.deadline = deadline
         self.monotonic = monotonic
+        self._hinted: set[str] = set()  # accounts told that Encord offers no key management
 
     def run(self, name: str) -> CheckResult | None:
         """Run one check of ``name`` now unless it is already running or backing off."""
@@ -147,6 +158,7 @@ class CheckRunner:
                 self._failed(name, h, exc)
                 return None
             h.succeeded(result)
+            self._hinted.discard(name)
             self.metrics.after_check(name, result, datetime.now(UTC))
             log.debug("check.finished", outcomes=result.outcomes, keys_held=result.keys_held)
             self.on_result(name, result)
@@ -187,7 +199,33 @@ class CheckRunner:
         kind, backoff = h.failed(exc, interval=self.interval, now=time.monotonic())
         self.metrics.check_failed(name, kind)
         message = str(exc) if isinstance(exc, RotatorError) else type(exc).__name__
-        log.error(
+        if isinstance(exc, ClockSkew):
+            log.error(
+                "clock.skew_detected",
+                offset_s=round(exc.offset),
+                peer="encord",
+                error=message,
+                hint="Encord refuses signatures more than 300 s off its clock: sync this "
+                "host's clock (NTP); the key itself may be fine",
+                failures=h.failures,
+                backoff_s=round(backoff, 1),
+            )
+            return
+        emit = log.error
+        if isinstance(exc, KeyManagementUnavailable):
+            if name not in self._hinted:
+                self._hinted.add(name)
+                log.error(
+                    "encord.key_management_unavailable",
+                    status=exc.status,
+                    error=message,
+                    hint="ROTATOR_REGISTRAR=manual",
+                    detail="this Encord does not offer key management to rotator: set "
+                    "ROTATOR_REGISTRAR=manual (a person adds and deletes keys in the Encord "
+                    "UI), or check the service-account hash in ROTATOR_ACCOUNTS",
+                )
+            emit = log.debug  # said once; the account still fails /readyz and backs off
+        emit(
             "check.failed",
             error_kind=kind,
             error_type=type(exc).__name__,

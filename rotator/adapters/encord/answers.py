@@ -14,13 +14,17 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import httpx
 
 from rotator.core.errors import (
+    SKEW_TOLERANCE,
     AccessDenied,
+    ClockSkew,
     KeyFormatError,
     NotFound,
     ProtocolError,
@@ -32,6 +36,7 @@ from rotator.core.keys import load_private
 from rotator.core.vocab import GeneratedKey, Origin, RemoteKey, in_time_range, parse_rfc3339
 
 __all__ = [
+    "clock_offset",
     "error_for",
     "generated_key",
     "key_page",
@@ -59,6 +64,23 @@ def retry_after_of(response: httpx.Response) -> float | None:
     if not math.isfinite(value) or value < 0:
         return None
     return value
+
+
+def clock_offset(response: httpx.Response, *, now: float | None = None) -> float | None:
+    """Encord's clock minus ours (seconds), from the answer's ``Date`` header; None without
+    a readable one. ``now``: when the answer arrived (default: now). The header names a whole
+    second, so the result is good to about a second plus the round trip: plenty to tell a
+    clock minutes off, which is all it is used for."""
+    raw = response.headers.get("Date")
+    if not raw:
+        return None
+    try:
+        theirs = parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if not math.isfinite(theirs):
+        return None
+    return theirs + 0.5 - (time.time() if now is None else now)
 
 
 def parse_json(call: str, response: httpx.Response) -> object:
@@ -97,6 +119,15 @@ def error_for(call: str, response: httpx.Response) -> RotatorError:
     if status == 409:
         code = _error_code(response) or "DUPLICATE_KEY"
         return RegistryRejected(f"Encord {call}: HTTP 409 {code}", code=code, status=409)
+    if status == 401:
+        offset = clock_offset(response)
+        if offset is not None and abs(offset) > SKEW_TOLERANCE:
+            way = "ahead of" if offset > 0 else "behind"
+            return ClockSkew(
+                f"Encord {call}: HTTP 401, and Encord's clock is {abs(offset):.0f} s {way} "
+                "this host's (Encord refuses signatures more than 300 s off): fix the clock",
+                offset=offset,
+            )
     if status in (401, 403):
         return AccessDenied(f"Encord {call}: HTTP {status}", status=status)
     if status == 404:

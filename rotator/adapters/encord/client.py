@@ -12,6 +12,11 @@ here, per call:
   title, since only Encord ever held the private key.
 * A POST that could not even connect was never sent: :class:`RegistryUnavailable`.
 * ``delete_key`` answered 404 after an earlier attempt may have reached Encord counts as done.
+* ``list_keys`` answered 404 or 405 on its first page raises
+  :class:`KeyManagementUnavailable`: this Encord does not offer key management (or the
+  service-account hash is wrong).
+* A 401 whose ``Date`` header is more than a minute off this host's clock is
+  :class:`ClockSkew`, not a dead key (:func:`~rotator.adapters.encord.answers.error_for`).
 * ``list_keys`` refuses a listing whose pages together pass ``Bounds.max_list_bytes``, that
   repeats a page token, or that runs past 1000 pages (:class:`ProtocolError`).
 
@@ -54,7 +59,13 @@ from rotator.adapters.encord.exchange import (
     RetryPolicy,
     SharedTransport,
 )
-from rotator.core.errors import AmbiguousWrite, ConfigError, ProtocolError, RegistryUnavailable
+from rotator.core.errors import (
+    AmbiguousWrite,
+    ConfigError,
+    KeyManagementUnavailable,
+    ProtocolError,
+    RegistryUnavailable,
+)
 from rotator.core.keys import key_id_of_line
 from rotator.core.redaction import register_secret
 from rotator.core.vocab import BearerToken, GeneratedKey, RemoteKey
@@ -129,6 +140,12 @@ class EncordClient:
     def __repr__(self) -> str:
         return f"EncordClient(domain={self.domain!r}, auth={self._auth!r})"
 
+    @property
+    def clock_offset(self) -> float | None:
+        """Encord's clock minus this host's, in seconds, by the ``Date`` header of the newest
+        answer (good to about a second); None before any answer that carried one."""
+        return self._exchange.last_offset
+
     def close(self) -> None:
         """Close the connection pool (and a transport given to this client)."""
         self._exchange.close()
@@ -200,6 +217,12 @@ class EncordClient:
         for _ in range(_MAX_PAGES):
             params = {"pageToken": token} if token is not None else None
             response, _ = self._exchange.idempotent(call, "GET", path, params=params)
+            if response.status_code in (404, 405) and token is None:
+                raise KeyManagementUnavailable(
+                    f"Encord {call}: HTTP {response.status_code} (no key management here, "
+                    "or no such service account)",
+                    status=response.status_code,
+                )
             if response.status_code != 200:
                 raise error_for(call, response)
             size += len(response.content)

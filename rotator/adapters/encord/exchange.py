@@ -45,7 +45,7 @@ from rotator.adapters.bounded_http import (
     mounts,
     read_capped,
 )
-from rotator.adapters.encord.answers import retry_after_of
+from rotator.adapters.encord.answers import clock_offset, retry_after_of
 from rotator.core.errors import ProtocolError, RegistryUnavailable
 
 __all__ = ["Bounds", "Exchange", "Lost", "RetryPolicy", "SharedTransport", "USER_AGENT"]
@@ -206,6 +206,8 @@ class Exchange:
         self.timeout = timeout if timeout is not None else _default_timeout()
         self.sleep = sleep
         self.rng = rng if rng is not None else random.SystemRandom()
+        self.last_offset: float | None = None
+        """Encord's clock minus ours (seconds) by the newest answer's ``Date`` header."""
         # No transport given (the daemon): httpx's own, bounded by the thread's deadline, and
         # one for each proxy the environment names, as httpx itself would mount them.
         own = BoundedTransport(verify=_tls_context()) if transport is None else None
@@ -325,6 +327,7 @@ class Exchange:
         cap = self.bounds.max_answer_bytes
         too_large = False
         request = self._http.build_request(method, path, params=params, json=body)
+        sent = time.time()
         with deadline(min(end, time.monotonic() + self.bounds.attempt_seconds)):
             streamed = self._http.send(request, stream=True)
             try:
@@ -336,9 +339,13 @@ class Exchange:
         if too_large:
             raise ProtocolError(f"Encord {call}: answer larger than {cap} bytes")
         headers = [(k, v) for k, v in streamed.headers.items() if k.lower() not in _WIRE_HEADERS]
-        return httpx.Response(
+        answer = httpx.Response(
             streamed.status_code, headers=headers, content=content, request=request
         )
+        offset = clock_offset(answer, now=(sent + time.time()) / 2)
+        if offset is not None:
+            self.last_offset = offset
+        return answer
 
     def post_once(self, call: str, path: str, body: dict[str, str]) -> httpx.Response | Lost:
         """Send a POST once, bounded by ``Bounds.attempt_seconds``: its answer, or

@@ -9,6 +9,7 @@ check-and-set, so two writers can never silently overwrite each other. The packa
     env.py       the variable rows and validators the login methods share with config
     session.py   VaultSession: the client and its token (login, renewal, login again)
     store.py     VaultStore: KV v2 check-and-set reads and writes; Versioned
+    introspect.py what the token may do and how long it lives (``rotator doctor``)
     errors.py    the one table translating hvac/requests errors into rotator's
     answers.py   reading Vault's answers; TokenInfo
     client.py    connect(): an hvac client with every setting explicit

@@ -256,6 +256,11 @@ class VaultStore:
             lambda: self._client.adapter.post(url, json={"max_versions": n}),
         )
 
+    def introspect(self, op: str, path: str, fn: Callable[[hvac.Client], T]) -> T:
+        """``fn(client)``: a read-only call about the token itself (``rotator doctor``, see
+        :mod:`rotator.adapters.vault.introspect`), logged in and translated like any other."""
+        return self._call(op, path, lambda: fn(self._client))
+
     # -- internals --------------------------------------------------------------------------
 
     def _path(self, rel: str, *, allow_root: bool = False) -> str:

@@ -108,6 +108,11 @@ class Api:
         self._added: dict[str, float] = {}  # key id -> when the API added it (propagation_ms)
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The sandbox's clock: signatures are checked against it, answers dated by it."""
+        return self._clock
+
+    @property
     def faults(self) -> Faults:
         with self._faults_lock:
             return self._faults
@@ -243,6 +248,9 @@ class Api:
             return Reply(200, {"results": [], "nextPageToken": None})
         if len(parts) < 3 or parts[0] != "service-accounts" or parts[2] != "keys" or len(parts) > 4:
             return _error(404, "not found", "NOT_FOUND")
+        withheld = self.faults.key_management_status
+        if withheld:  # an Encord without key management (Part 2), as the real one today
+            return _error(withheld, "not found" if withheld == 404 else "method not allowed")
 
         if len(parts) == 3:
             allowed: tuple[str, ...] = ("GET", "POST")

@@ -8,7 +8,10 @@
 * ``propagation_ms``: a key added through the API less than this long ago does not
   authenticate yet (``401``, journalled ``auth.failed`` with reason ``not propagated``), as a
   new key may not everywhere at once; seeded keys are not affected. Raising it again makes
-  recent keys fail again (a client whose view lags).
+  recent keys fail again (a client whose view lags);
+* ``key_management_status``: 0 (key management offered), or 404 or 405: every key-management
+  call (Part 2) is answered with that status, as by an Encord that does not offer it; Part 1
+  (whoami, bearer tokens) works as usual.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from rotator.core.errors import ConfigError
 
 _RATES = ("error_rate", "throttle_rate", "drop_upload_rate")
 _COUNTS = ("retry_after", "latency_ms", "propagation_ms")
+_STATUSES = (0, 404, 405)  # key_management_status: offered, or answered with one of these
+_FIELDS = (*_RATES, *_COUNTS, "key_management_status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +37,10 @@ class Faults:
     latency_ms: int = 0
     drop_upload_rate: float = 0.0
     propagation_ms: int = 0
+    key_management_status: int = 0
 
     def __post_init__(self) -> None:
-        problems = [_check(name, getattr(self, name)) for name in _RATES + _COUNTS]
+        problems = [_check(name, getattr(self, name)) for name in _FIELDS]
         if any(problems):
             raise ConfigError([p for p in problems if p])
         for name in _RATES:
@@ -56,7 +62,10 @@ class Faults:
 
 
 def _check(name: str, value: object) -> str:
-    if name in _RATES:
+    if name == "key_management_status":
+        if isinstance(value, bool) or value not in _STATUSES:
+            return f"{name}: expected 0, 404 or 405, got {value!r:.40}"
+    elif name in _RATES:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             return f"{name}: expected a number between 0 and 1, got {value!r:.40}"
     elif isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -100,6 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, on the sandbox's clock (which tests may set off the host's),
+        as Encord's answers carry Encord's own time."""
+        return super().date_time_string(self.server.api.clock() if timestamp is None else timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s " + format, self.client_address[0], *args)
 
