@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import structlog
 
 from rotator import __version__
-from rotator.cli import daemon, dev, keys, reports
+from rotator.cli import controls, daemon, dev, keys, reports
 from rotator.cli.base import Command, Parser, log_format
 from rotator.cli.reports import status_of
 from rotator.core.errors import (
@@ -41,6 +41,8 @@ COMMANDS: tuple[Command, ...] = (
     daemon.RUN,
     keys.BOOTSTRAP,
     keys.ROTATE,
+    controls.PAUSE,
+    controls.RESUME,
     reports.PLAN,
     reports.STATUS,
     dev.DEMO,

@@ -86,6 +86,16 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     check_account(settings, name)
     store = open_store(settings)
     wait_for_vault(store, deadline=5.0)
+    paused = engines(settings, store)[name].load_state().paused
+    if paused is not None:
+        log.error(
+            "rotate.refused",
+            account=name,
+            reason="paused",
+            paused_by=paused.by,
+            hint=f"the account is paused: 'rotator resume {name}' first",
+        )
+        return 1
     lease = make_leases(settings, store, holder=f"cli-{replica_id()}")[name]
     fenced = None if settings.dry_run else {name: lease}
     engine = engines(settings, store, leases=fenced)[name]

@@ -62,6 +62,10 @@ def status_of(engine: Engine) -> dict[str, Any]:
         entry[kind] = k
     if st.bearer_expires_at is not None:
         entry["bearer-token"] = {"expires_at": st.bearer_expires_at.isoformat()}
+    p = st.paused
+    entry["paused"] = None if p is None else {
+        "at": p.at.isoformat(), "by": p.by, "reason": p.reason
+    }
     return entry
 
 
@@ -72,6 +76,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     for e in out:
         print(f"{e['account']}: keys at Encord {e.get('keys_at_encord', '?')}/{e['key_cap']}")
+        if e["paused"]:
+            p = e["paused"]
+            why = f": {p['reason']}" if p["reason"] else ""
+            print(f"  paused since {p['at']} by {p['by']}{why}")
         for kind in settings.key_kinds:
             k = e.get(kind, {})
             if "key_id" in k:

@@ -31,6 +31,7 @@ import structlog
 from rotator.core import bearer, cleanup, purge, rotation
 from rotator.core.context import AccountContext, Run
 from rotator.core.errors import AccessDenied, TransientError
+from rotator.core.holds import Paused
 from rotator.core.kinds import known_keys
 from rotator.core.policy import (
     Action,
@@ -268,5 +269,8 @@ class Engine:
                 return rotation.blocked(run, action)
             case MintBearer():
                 return bearer.mint(run, action)
+            case Paused(at=at, by=by, reason=reason):
+                log.info("check.paused", paused_at=at.isoformat(), paused_by=by, reason=reason)
+                return "paused"
             case Wait():
                 return None

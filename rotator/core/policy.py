@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from rotator.core.holds import Paused
 from rotator.core.state import AccountState, KeyRecord, KindState
 from rotator.core.vocab import KeyKind, RemoteKey
 
@@ -145,7 +146,9 @@ class Wait:
     reason: str
 
 
-Action = ResumeRotation | Forget | Revoke | DeleteOrphan | Rotate | Blocked | MintBearer | Wait
+Action = (
+    ResumeRotation | Forget | Revoke | DeleteOrphan | Rotate | Blocked | MintBearer | Wait | Paused
+)
 
 
 def _fmt(td: timedelta) -> str:
@@ -209,13 +212,17 @@ def plan(
     ``force`` names key kinds to rotate now whatever their age (``rotator rotate``); the cap
     still applies. The steps, in order: resume half-done rotations (the write-ahead log is
     replayed before anything new), retire keys, delete orphans, rotate what is due within
-    the room the cap leaves, refresh the bearer token.
+    the room the cap leaves, refresh the bearer token. A paused account (``rotator pause``)
+    gets :class:`Paused` and the bearer token's refresh only.
     """
     draft = _Draft()
-    _resume_pending(snapshot.state, draft)
-    _retire(snapshot, now, draft)
-    _delete_orphans(snapshot, policy, now, draft)
-    _rotate_due(snapshot, policy, now, force, draft)
+    if snapshot.state.paused is not None:
+        draft.actions.append(Paused.of(snapshot.state.paused))
+    else:
+        _resume_pending(snapshot.state, draft)
+        _retire(snapshot, now, draft)
+        _delete_orphans(snapshot, policy, now, draft)
+        _rotate_due(snapshot, policy, now, force, draft)
     _refresh_bearer(snapshot.state, policy, now, draft)
     until = min(draft.next_times) if draft.next_times else None
     draft.actions.append(Wait(until=until, reason="next_due" if until else "nothing_scheduled"))
@@ -381,6 +388,8 @@ def describe(actions: Sequence[Action]) -> list[dict[str, object]]:
             d.update(key_id=a.key.key_id, title=a.key.title, reason=a.reason)
         elif isinstance(a, Wait):
             d.update(until=a.until.isoformat() if a.until else None, reason=a.reason)
+        elif isinstance(a, Paused):
+            d.update(a.describe())
         else:
             for name in ("kind", "key_id", "reason", "detail"):
                 value = getattr(a, name, None)
