@@ -230,6 +230,7 @@ def test_cli_status_json_is_unchanged() -> None:
             },
         },
         "bearer-token": {"expires_at": "2030-01-01T10:00:00+00:00"},
+        "window": None,
         "paused": None,
     }
     world.encord.fail_next["list_keys"] = 1
@@ -241,4 +242,6 @@ def test_cli_status_json_is_unchanged() -> None:
         "account": "alpha",
         "key_cap": 5,
         "ssh-key": {"retiring": [], "pending": None},
+        "window": None,
+        "paused": None,
     }

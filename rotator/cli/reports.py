@@ -16,17 +16,32 @@ def _json_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document")
 
 
+def _window_line(w: dict[str, Any]) -> str:
+    """``window: open until ...`` or ``window: closed, opens ...``, from its JSON."""
+    if not w["open"]:
+        return f"window: closed, opens {w['opens_at']} ({w['window']})"
+    return f"window: open until {w['closes_at'] or 'further notice'} ({w['window']})"
+
+
 def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
     from rotator.core.policy import describe
 
     out: list[dict[str, Any]] = []
+    window = settings.rotation_window
     for name, engine in engines(settings).items():
-        out.append({"account": name, "actions": describe(engine.plan())})
+        upcoming = None if window is None else window.upcoming(engine.clock())
+        out.append({
+            "account": name,
+            "actions": describe(engine.plan()),
+            "window": None if upcoming is None else upcoming.describe(),
+        })
     if args.json:
         print(json.dumps({"event": "plan", "accounts": out}, indent=None))
     else:
         for entry in out:
             print(f"{entry['account']}:")
+            if entry["window"]:
+                print(f"  {_window_line(entry['window'])}")
             for a in entry["actions"]:
                 rest = ", ".join(f"{k}={v}" for k, v in a.items() if k != "action")
                 print(f"  {a['action']:<15} {rest}")
@@ -62,6 +77,7 @@ def status_of(engine: Engine) -> dict[str, Any]:
         entry[kind] = k
     if st.bearer_expires_at is not None:
         entry["bearer-token"] = {"expires_at": st.bearer_expires_at.isoformat()}
+    entry["window"] = None if st.window is None else st.window.describe()
     p = st.paused
     entry["paused"] = None if p is None else {
         "at": p.at.isoformat(), "by": p.by, "reason": p.reason
@@ -80,6 +96,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             p = e["paused"]
             why = f": {p['reason']}" if p["reason"] else ""
             print(f"  paused since {p['at']} by {p['by']}{why}")
+        if e["window"]:
+            print(f"  {_window_line(e['window'])}")
         for kind in settings.key_kinds:
             k = e.get(kind, {})
             if "key_id" in k:

@@ -17,6 +17,7 @@ from rotator.core.errors import RotatorError, StoreConflict
 from rotator.core.kinds import known_keys
 from rotator.core.state import AccountState, KeyRecord, LastRun, PauseRecord, Phase
 from rotator.core.vocab import KnownKey
+from rotator.core.window import Upcoming
 
 log = structlog.get_logger("rotator.engine")
 
@@ -150,6 +151,7 @@ class AccountStatus:
     kinds: Mapping[str, KindStatus]  # the configured kinds, in their order
     bearer_expires_at: datetime | None
     paused: PauseRecord | None = None  # `rotator pause`: no key changes until resumed
+    window: Upcoming | None = None  # ROTATOR_ROTATION_WINDOW now (None: none is set)
 
 
 def status(ctx: AccountContext) -> AccountStatus:
@@ -192,4 +194,5 @@ def status(ctx: AccountContext) -> AccountStatus:
         kinds=kinds,
         bearer_expires_at=state.bearer.expires_at if state.bearer else None,
         paused=state.paused,
+        window=None if ctx.policy.window is None else ctx.policy.window.upcoming(now),
     )
