@@ -14,6 +14,7 @@ from rotator.core.state import (
     KeyRecord,
     KindState,
     LastRun,
+    PauseRecord,
     Pending,
     Phase,
 )
@@ -87,6 +88,7 @@ account_states = st.builds(
     bearer=st.none() | st.builds(BearerState, issued_at=times, expires_at=times, minted_with=ids),
     version=st.integers(0, 1000),
     requested=st.frozensets(st.sampled_from(KEY_KINDS)),
+    paused=st.none() | st.builds(PauseRecord, at=times, by=text, reason=st.none() | text),
 )
 
 # Instants as a clock gives them (microseconds and all), and grace periods.

@@ -240,6 +240,8 @@ def test_cli_status_json_field_for_field() -> None:
             "expires_at": "2030-01-01T10:00:00+00:00",
             "expires_in_s": 0,
         },
+        "window": None,
+        "paused": None,
         "hints": ["alpha bearer-token: none valid; the daemon mints one at its next check"],
     }
     world.encord.fail_next["list_keys"] = 1
@@ -253,6 +255,8 @@ def test_cli_status_json_field_for_field() -> None:
         "key_cap": 5,
         "ssh-key": {"state": "none", "retiring": [], "pending": None, "requested": False},
         "bearer-token": {"state": "none"},
+        "window": None,
+        "paused": None,
         "hints": [
             "alpha: not bootstrapped; run: rotator bootstrap alpha --private-key-file F "
             "(F: the key file the Encord UI downloaded)"

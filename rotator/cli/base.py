@@ -5,6 +5,7 @@ engine over one Vault store."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -67,6 +68,16 @@ class Parser(argparse.ArgumentParser):
 def add_account_argument(parser: argparse.ArgumentParser) -> None:
     """The NAME positional most commands take."""
     parser.add_argument("name", help="account name from ROTATOR_ACCOUNTS")
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    """``--json``: a command's result as one JSON line (for scripts) instead of a sentence."""
+    parser.add_argument("--json", action="store_true", help="one JSON line instead of a sentence")
+
+
+def say(args: argparse.Namespace, document: Mapping[str, object], sentence: str) -> None:
+    """A command's result on stdout: ``document`` as JSON with ``--json``, else ``sentence``."""
+    print(json.dumps(document) if args.json else sentence)
 
 
 def engines(settings: Settings, store: Any = None, leases: Any = None) -> dict[str, Engine]:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import structlog
 
-from rotator.cli.base import Command, add_account_argument, check_account, engine_for, engines
+from rotator.cli.base import (
+    Command,
+    add_account_argument,
+    add_json_argument,
+    check_account,
+    engine_for,
+    engines,
+    say,
+)
 from rotator.cli.render import human_duration, short_id
 from rotator.core import admin
 from rotator.core.engine import CheckResult
@@ -37,16 +44,7 @@ def _bootstrap_arguments(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="OpenSSH Ed25519 private key file (the file the Encord UI downloaded)",
     )
-    _json_argument(p)
-
-
-def _json_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="one JSON line instead of a sentence")
-
-
-def _say(args: argparse.Namespace, document: dict[str, object], sentence: str) -> None:
-    """The result on stdout: ``document`` as JSON with ``--json``, else ``sentence``."""
-    print(json.dumps(document) if args.json else sentence)
+    add_json_argument(p)
 
 
 def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
@@ -76,7 +74,7 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
         f"{name}: adopted key {short_id(record.key_id)} as the current {admin.BOOTSTRAP_KIND} "
         f"(expires {expires})"
     )
-    _say(args, document, sentence)
+    say(args, document, sentence)
     return 0
 
 
@@ -88,7 +86,7 @@ def _rotate_arguments(p: argparse.ArgumentParser) -> None:
         default="ssh-key",
         help="which key to rotate (default ssh-key)",
     )
-    _json_argument(p)
+    add_json_argument(p)
 
 
 def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
@@ -101,6 +99,16 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     check_account(settings, name)
     store = open_store(settings)
     wait_for_vault(store, deadline=5.0)
+    paused = engines(settings, store)[name].load_state().paused
+    if paused is not None:
+        log.error(
+            "rotate.refused",
+            account=name,
+            reason="paused",
+            paused_by=paused.by,
+            hint=f"the account is paused: 'rotator resume {name}' first",
+        )
+        return 1
     leases = make_leases(settings, store, holder=f"cli-{replica_id()}")
     lease = leases[name]
     # Every account's engine is built, so every account gets its (never acquired) lease; only
@@ -113,7 +121,7 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
             # at its next check (within ROTATOR_CHECK_INTERVAL).
             admin.request_rotation(engines(settings, store)[name].context, credential)
             every = human_duration(settings.check_interval)
-            _say(
+            say(
                 args,
                 {"event": "rotate.requested", "account": name, "kind": credential},
                 f"{name}: a running daemon holds the account; it was asked to rotate the "
@@ -124,7 +132,7 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
             result = engine.check(force=frozenset({credential}), dry_run=settings.dry_run)
         finally:
             lease.release()
-    _say(
+    say(
         args,
         {"event": "rotate.done", "account": name, "outcomes": result.outcomes},
         _rotated(name, credential, result, settings),

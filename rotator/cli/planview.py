@@ -22,6 +22,10 @@ PLAN_HINTS: Mapping[str, str] = {
         "{name}: the key cap stops a rotation; it starts once a retiring key's grace ends, "
         "or delete a key nobody uses at Encord"
     ),
+    "paused": (
+        "{name}: paused (rotator status says by whom and why); no key changes until: "
+        "rotator resume {name}"
+    ),
     "encord_unavailable": (
         "{name}: Encord did not answer; check ENCORD_DOMAIN and the network to it, then run "
         "rotator plan again"
@@ -63,11 +67,23 @@ def action_line(a: Mapping[str, Any], now: datetime) -> str:
     return f"  {_verb(str(a['action'])):<16}{text}".rstrip()
 
 
+def window_line(w: Mapping[str, Any], now: datetime) -> str:
+    """``window  open until ...`` or ``window  closed, opens ...``, from its JSON."""
+    if w["open"]:
+        closes = w.get("closes_at")
+        until = "further notice" if closes is None else when(datetime.fromisoformat(closes))
+        return f"{'window':<16}open until {until} ({w['window']})"
+    opens = datetime.fromisoformat(str(w["opens_at"]))
+    return f"{'window':<16}closed, opens {when(opens)} ({relative(opens, now)}; {w['window']})"
+
+
 def hints(entry: Mapping[str, Any]) -> list[str]:
     """What to run about one account's plan (``entry``: its ``--json`` document)."""
     reasons = [str(a.get("reason")) for a in entry.get("actions", ()) if a["action"] == "Blocked"]
     if "error" in entry:
         reasons.append(str(entry.get("reason", "")))
+    if any(a["action"] == "Paused" for a in entry.get("actions", ())):
+        reasons.insert(0, "paused")
     name = entry["account"]
     return [PLAN_HINTS[r].format(name=name) for r in dict.fromkeys(reasons) if r in PLAN_HINTS]
 
@@ -77,6 +93,8 @@ def text(entries: Sequence[Mapping[str, Any]], now: datetime) -> str:
     lines: list[str] = []
     for entry in entries:
         lines.append(f"{entry['account']}:")
+        if entry.get("window"):
+            lines.append(f"  {window_line(entry['window'], now)}")
         if "error" in entry:
             lines.append(f"  could not plan: {entry['error']}")
         lines += [action_line(a, now) for a in entry.get("actions", ())]

@@ -23,7 +23,8 @@ def _json_argument(p: argparse.ArgumentParser) -> None:
 
 
 def plan_of(name: str, engine: Engine) -> dict[str, Any]:
-    """One account's plan as ``--json`` prints it; an Encord that does not answer is the
+    """One account's plan as ``--json`` prints it, with the rotation window as it stands
+    (``None`` when ROTATOR_ROTATION_WINDOW is not set); an Encord that does not answer is the
     account's ``error`` (the other accounts are still planned)."""
     from rotator.core.policy import describe
 
@@ -32,6 +33,8 @@ def plan_of(name: str, engine: Engine) -> dict[str, Any]:
         entry = {"account": name, "actions": describe(engine.plan())}
     except RegistryUnavailable as exc:
         entry = {"account": name, "error": str(exc), "reason": "encord_unavailable"}
+    window = engine.context.policy.window
+    entry["window"] = None if window is None else window.upcoming(engine.clock()).describe()
     entry["hints"] = planview.hints(entry)
     return entry
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from rotator.cli.render import align, human_duration, relative, seconds, short_id
+from rotator.cli.render import align, human_duration, relative, seconds, short_id, when
 from rotator.core.admin import AccountStatus, KindStatus
 from rotator.core.policy import Policy
 from rotator.core.vocab import BEARER, Outcome
@@ -148,6 +148,25 @@ def rows(view: View) -> Iterator[Row]:
 # --- hints --------------------------------------------------------------------------------
 
 
+def _paused(v: View) -> Iterator[str]:
+    p = v.status.paused
+    if p is not None:
+        why = f": {p.reason}" if p.reason else ""
+        yield (
+            f"{v.name}: paused {relative(p.at, v.now)} by {p.by}{why}; no key changes (the "
+            f"bearer token is still refreshed) until: rotator resume {v.name}"
+        )
+
+
+def _window(v: View) -> Iterator[str]:
+    w = v.status.window
+    if w is not None and not w.open:
+        yield (
+            f"{v.name}: rotation window closed ({w.window}); rotations due by age wait until "
+            f"{when(w.opens_at)} ({relative(w.opens_at, v.now)})"
+        )
+
+
 def _not_bootstrapped(v: View) -> Iterator[str]:
     if not v.bootstrapped:
         yield (
@@ -203,6 +222,8 @@ def _bearer(v: View) -> Iterator[str]:
 
 
 HINTS: tuple[Callable[[View], Iterator[str]], ...] = (
+    _paused,
+    _window,
     _not_bootstrapped,
     _encord_error,
     _at_cap,
@@ -264,5 +285,10 @@ def as_json(view: View) -> dict[str, Any]:
                 expires_in_s=max(seconds(left), 0),
             )
         entry[BEARER] = bearer
+    entry["window"] = None if st.window is None else st.window.describe()
+    p = st.paused
+    entry["paused"] = (
+        None if p is None else {"at": p.at.isoformat(), "by": p.by, "reason": p.reason}
+    )
     entry["hints"] = hints(view)
     return entry

@@ -1,10 +1,11 @@
 """What a person does to an account, apart from the checks: adopt an admin's key
 (:func:`bootstrap`), ask the replica holding the account for a rotation
-(:func:`request_rotation`), and look at it (:func:`status`, what ``rotator status`` shows)."""
+(:func:`request_rotation`), pause and resume it (:func:`pause`, :func:`resume`), and look at
+it (:func:`status`, what ``rotator status`` shows)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,10 +13,11 @@ import structlog
 
 from rotator.core import keys, transitions
 from rotator.core.context import AccountContext
-from rotator.core.errors import RotatorError
+from rotator.core.errors import RotatorError, StoreConflict
 from rotator.core.kinds import known_keys
-from rotator.core.state import AccountState, KeyRecord, LastRun, Phase
+from rotator.core.state import AccountState, KeyRecord, LastRun, PauseRecord, Phase
 from rotator.core.vocab import KnownKey
+from rotator.core.window import Upcoming
 
 log = structlog.get_logger("rotator.engine")
 
@@ -74,6 +76,46 @@ def request_rotation(ctx: AccountContext, kind: str) -> AccountState:
     return ctx.save_state(state, transitions.request(state, kind))
 
 
+def pause(ctx: AccountContext, *, by: str, reason: str | None) -> tuple[PauseRecord, bool]:
+    """Record in the account's state that no key of it may change (``rotator pause``): every
+    replica reads it at its next check, and a restart keeps it. Answers the pause in force and
+    whether this call made it (False: it was paused already, and stays as it was)."""
+    new = PauseRecord(at=ctx.clock(), by=by, reason=reason)
+    before, state = _changed(ctx, lambda s: transitions.paused(s, new))
+    assert state.paused is not None
+    if before.paused is None:
+        log.info("account.paused", by=by, reason=reason)
+    return state.paused, before.paused is None
+
+
+def resume(ctx: AccountContext, *, by: str) -> PauseRecord | None:
+    """Lift a pause (``rotator resume``); answers the pause lifted (None: it was not paused)."""
+    before, _ = _changed(ctx, transitions.resumed)
+    lifted = before.paused
+    if lifted is not None:
+        log.info("account.resumed", by=by, paused_at=lifted.at.isoformat(), paused_by=lifted.by)
+    return lifted
+
+
+def _changed(
+    ctx: AccountContext, change: Callable[[AccountState], AccountState], attempts: int = 5
+) -> tuple[AccountState, AccountState]:
+    """``change`` the record with a check-and-set write, re-read and re-applied when a
+    daemon's check wrote it in between (an unchanged record is not written). Answers the
+    record as read and as written."""
+    for attempt in range(attempts):
+        state = ctx.load_state()
+        new = change(state)
+        if new == state:
+            return state, state
+        try:
+            return state, ctx.save_state(state, new)
+        except StoreConflict:
+            if attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 # --- status -------------------------------------------------------------------------------
 
 
@@ -109,6 +151,8 @@ class AccountStatus:
     encord_error: str | None
     kinds: Mapping[str, KindStatus]  # the configured kinds, in their order
     bearer_expires_at: datetime | None
+    paused: PauseRecord | None = None  # `rotator pause`: no key changes until resumed
+    window: Upcoming | None = None  # ROTATOR_ROTATION_WINDOW now (None: none is set)
 
 
 def status(ctx: AccountContext) -> AccountStatus:
@@ -151,4 +195,6 @@ def status(ctx: AccountContext) -> AccountStatus:
         encord_error=error,
         kinds=kinds,
         bearer_expires_at=state.bearer.expires_at if state.bearer else None,
+        paused=state.paused,
+        window=None if ctx.policy.window is None else ctx.policy.window.upcoming(now),
     )

@@ -31,6 +31,7 @@ import structlog
 from rotator.core import bearer, cleanup, purge, rotation
 from rotator.core.context import AccountContext, Run
 from rotator.core.errors import AccessDenied, TransientError
+from rotator.core.holds import Deferred, Paused
 from rotator.core.kinds import known_keys
 from rotator.core.policy import (
     Action,
@@ -256,8 +257,20 @@ class Engine:
             case ResumeRotation(kind=kind):
                 log.info("rotation.resumed", kind=kind)
                 return rotation.resume(run, kind, self.verify, started=None)
-            case Rotate(kind=kind, reason=reason):
+            case Rotate(kind=kind, reason=reason, window_opens_at=opens_at):
+                if opens_at is not None:
+                    current = run.state.kind(kind).current
+                    log.warning(
+                        "rotation.window_overridden",
+                        kind=kind,
+                        reason=reason,
+                        window_opens_at=opens_at.isoformat(),
+                        expires_at=current.expires_at.isoformat() if current else None,
+                    )
                 return rotation.start(run, kind, reason, self.verify)
+            case Deferred(kind=kind, until=until):
+                log.debug("rotation.deferred", kind=kind, until=until.isoformat())
+                return "deferred"
             case Revoke():
                 return cleanup.revoke(run, action)
             case Forget():
@@ -268,5 +281,8 @@ class Engine:
                 return rotation.blocked(run, action)
             case MintBearer():
                 return bearer.mint(run, action)
+            case Paused(at=at, by=by, reason=reason):
+                log.info("check.paused", paused_at=at.isoformat(), paused_by=by, reason=reason)
+                return "paused"
             case Wait():
                 return None

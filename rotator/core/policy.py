@@ -22,8 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from rotator.core.holds import Deferred, Paused, window_hold
 from rotator.core.state import AccountState, KeyRecord, KindState
 from rotator.core.vocab import KeyKind, RemoteKey
+from rotator.core.window import RotationWindow
 
 
 def owned_title_prefix(instance: str, account: str) -> str:
@@ -53,6 +55,14 @@ class Policy:
     instance: str = DEFAULT_INSTANCE
     """The deployment's identity (``ROTATOR_INSTANCE``, by default derived from where its
     state lives in Vault), in the titles of the keys it registers; wiring always sets it."""
+    window: RotationWindow | None = None
+    """``ROTATOR_ROTATION_WINDOW`` (None: any time); what it holds back: :mod:`.holds`."""
+
+    def window_margin(self) -> timedelta:
+        """A key due outside the window rotates anyway when less than this would be left of
+        it when the window opens: a quarter of ROTATE_BEFORE (time for the rotation and for
+        consumers to pick the key up), and never less than one check period."""
+        return max(self.rotate_before / 4, self.check_interval + self.jitter)
 
     def failure_backoff(self) -> timedelta:
         """After a rotation failed (a new key never authenticated, Encord refused it), wait
@@ -119,6 +129,9 @@ class Rotate:
 
     kind: KeyKind
     reason: str
+    window_opens_at: datetime | None = None
+    """Set when the rotation window is closed until then but the key cannot wait for it
+    (``rotation.window_overridden``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +158,10 @@ class Wait:
     reason: str
 
 
-Action = ResumeRotation | Forget | Revoke | DeleteOrphan | Rotate | Blocked | MintBearer | Wait
+Action = (
+    ResumeRotation | Forget | Revoke | DeleteOrphan | Rotate | Blocked | MintBearer | Wait
+    | Paused | Deferred
+)
 
 
 def _fmt(td: timedelta) -> str:
@@ -209,13 +225,17 @@ def plan(
     ``force`` names key kinds to rotate now whatever their age (``rotator rotate``); the cap
     still applies. The steps, in order: resume half-done rotations (the write-ahead log is
     replayed before anything new), retire keys, delete orphans, rotate what is due within
-    the room the cap leaves, refresh the bearer token.
+    the room the cap leaves, refresh the bearer token. A paused account (``rotator pause``)
+    gets :class:`Paused` and the bearer token's refresh only.
     """
     draft = _Draft()
-    _resume_pending(snapshot.state, draft)
-    _retire(snapshot, now, draft)
-    _delete_orphans(snapshot, policy, now, draft)
-    _rotate_due(snapshot, policy, now, force, draft)
+    if snapshot.state.paused is not None:
+        draft.actions.append(Paused.of(snapshot.state.paused))
+    else:
+        _resume_pending(snapshot.state, draft)
+        _retire(snapshot, now, draft)
+        _delete_orphans(snapshot, policy, now, draft)
+        _rotate_due(snapshot, policy, now, force, draft)
     _refresh_bearer(snapshot.state, policy, now, draft)
     until = min(draft.next_times) if draft.next_times else None
     draft.actions.append(Wait(until=until, reason="next_due" if until else "nothing_scheduled"))
@@ -289,24 +309,30 @@ def _held_after(snapshot: Snapshot, deleting: set[str]) -> int:
 def _rotation_reason(
     snapshot: Snapshot, kind: KeyKind, policy: Policy, now: datetime, force: frozenset[str],
     draft: _Draft,
-) -> str | Blocked | None:
-    """Why ``kind`` needs a new key now (None: it does not, and when it will is noted)."""
+) -> Rotate | Blocked | Deferred | None:
+    """Whether ``kind`` needs a new key now, and why (None: it does not, and when it will is
+    noted). Only a rotation due by age waits for the rotation window."""
     ks = snapshot.state.kind(kind)
     if ks.current is None:
         if snapshot.state.signer() is None:
             return Blocked(kind=kind, reason="not_bootstrapped")
-        return "no_current_key"
+        return Rotate(kind=kind, reason="no_current_key")
     if ks.current.key_id not in {k.key_id for k in snapshot.remote}:
-        return "current_missing_at_encord"
+        return Rotate(kind=kind, reason="current_missing_at_encord")
     if snapshot.consumer_key_ids.get(kind, ks.current.key_id) != ks.current.key_id:
-        return "consumer_path_mismatch"
+        return Rotate(kind=kind, reason="consumer_path_mismatch")
     if kind in force:
-        return "requested"
+        return Rotate(kind=kind, reason="requested")
     due = due_at(ks.current, policy)
-    if due <= now:
-        return f"expires_in_{_fmt(ks.current.expires_at - now)}"
-    draft.next_times.append(due)
-    return None
+    if due > now:
+        draft.next_times.append(due)
+        return None
+    held = window_hold(policy.window, kind, now, ks.current.expires_at, policy.window_margin())
+    if isinstance(held, Deferred):
+        draft.next_times.append(held.until)
+        return held
+    reason = f"expires_in_{_fmt(ks.current.expires_at - now)}"
+    return Rotate(kind=kind, reason=reason, window_opens_at=held)
 
 
 def _backing_off(ks: KindState, kind: str, policy: Policy, now: datetime,
@@ -331,17 +357,17 @@ def _rotate_due(
         ks = state.kind(kind)
         if ks.pending is not None:
             continue
-        reason = _rotation_reason(snapshot, kind, policy, now, force, draft)
-        if isinstance(reason, Blocked):
-            draft.actions.append(reason)
+        decision = _rotation_reason(snapshot, kind, policy, now, force, draft)
+        if isinstance(decision, Blocked | Deferred):
+            draft.actions.append(decision)
             continue
-        if reason is None or _backing_off(ks, kind, policy, now, force, draft):
+        if decision is None or _backing_off(ks, kind, policy, now, force, draft):
             continue
         if held + 1 > policy.key_cap:
             detail = f"{held}/{policy.key_cap} keys held"
             draft.actions.append(Blocked(kind=kind, reason="blocked_by_cap", detail=detail))
             continue
-        draft.actions.append(Rotate(kind=kind, reason=reason))
+        draft.actions.append(decision)
         held += 1
 
 
@@ -381,6 +407,10 @@ def describe(actions: Sequence[Action]) -> list[dict[str, object]]:
             d.update(key_id=a.key.key_id, title=a.key.title, reason=a.reason)
         elif isinstance(a, Wait):
             d.update(until=a.until.isoformat() if a.until else None, reason=a.reason)
+        elif isinstance(a, Paused | Deferred):
+            d.update(a.describe())
+        elif isinstance(a, Rotate) and a.window_opens_at is not None:
+            d.update(kind=a.kind, reason=a.reason, window_opens_at=a.window_opens_at.isoformat())
         else:
             for name in ("kind", "key_id", "reason", "detail"):
                 value = getattr(a, name, None)

@@ -110,6 +110,20 @@ class BearerState:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseRecord:
+    """``rotator pause``: no key of the account changes until ``rotator resume`` (the bearer
+    token is still refreshed). ``by`` names who paused it (``user@host``)."""
+
+    at: datetime
+    by: str
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", utc(self.at))
+        object.__setattr__(self, "reason", self.reason or None)
+
+
+@dataclass(frozen=True, slots=True)
 class AccountState:
     """The whole record; ``version`` is its Vault KV version (0: never written), for CAS."""
 
@@ -117,6 +131,7 @@ class AccountState:
     bearer: BearerState | None = None
     version: int = 0
     requested: frozenset[str] = frozenset()  # kinds `rotator rotate` asked the holder to rotate
+    paused: PauseRecord | None = None  # `rotator pause`: ask `state.paused is not None`
 
     def kind(self, kind: str) -> KindState:
         return self.kinds.get(kind, KindState())
@@ -206,6 +221,9 @@ def to_dict(state: AccountState) -> dict[str, Any]:
     out: dict[str, Any] = {"schema": SCHEMA, "kinds": kinds, "bearer": bearer}
     if state.requested:
         out["requested"] = sorted(state.requested)
+    if state.paused is not None:
+        p = state.paused
+        out["paused"] = {"at": rfc3339(p.at), "by": p.by, "reason": p.reason}
     return out
 
 
@@ -288,8 +306,13 @@ def from_dict(data: Mapping[str, Any] | None, version: int, *, account: str) -> 
             raise r.fail(f"unknown credential kind '{name}'")
         kinds[name] = _kind_from(r, raw, name)
     bearer = None if root.get("bearer") is None else _bearer_from(r, root["bearer"])
+    paused = None if root.get("paused") is None else _paused_from(r, root["paused"])
     return AccountState(
-        kinds=kinds, bearer=bearer, version=version, requested=_requested_from(r, root)
+        kinds=kinds,
+        bearer=bearer,
+        version=version,
+        requested=_requested_from(r, root),
+        paused=paused,
     )
 
 
@@ -345,6 +368,13 @@ def _bearer_from(r: _Reader, raw: object) -> BearerState:
         issued_at=r.reqdt(b, "issued_at"),
         expires_at=r.reqdt(b, "expires_at"),
         minted_with=r.req(b, "minted_with"),
+    )
+
+
+def _paused_from(r: _Reader, raw: object) -> PauseRecord:
+    m = r.obj(raw, "paused")
+    return PauseRecord(
+        at=r.reqdt(m, "at"), by=r.req(m, "by"), reason=r.s(m, "reason", optional=True)
     )
 
 

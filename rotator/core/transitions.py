@@ -16,7 +16,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from rotator.core.state import AccountState, BearerState, KeyRecord, LastRun, Pending
+from rotator.core.state import (
+    AccountState,
+    BearerState,
+    KeyRecord,
+    LastRun,
+    PauseRecord,
+    Pending,
+)
 from rotator.core.vocab import Outcome, RemoteKey
 
 
@@ -125,3 +132,14 @@ def bearer_minted(state: AccountState, bearer: BearerState) -> AccountState:
 def request(state: AccountState, kind: str) -> AccountState:
     """``rotator rotate`` asks the replica holding the account to rotate ``kind``."""
     return replace(state, requested=state.requested | {kind})
+
+
+def paused(state: AccountState, pause: PauseRecord) -> AccountState:
+    """``rotator pause``: no key changes until :func:`resumed`. Pausing a paused account keeps
+    the first record (when, by whom, why)."""
+    return state if state.paused is not None else replace(state, paused=pause)
+
+
+def resumed(state: AccountState) -> AccountState:
+    """``rotator resume``: the account's keys are rotator's to change again."""
+    return replace(state, paused=None)

@@ -51,7 +51,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rotator.core.vocab import utc
 
-__all__ = ["DAYS", "RotationWindow", "Span", "Verdict", "WindowState", "parse_window"]
+__all__ = [
+    "DAYS", "RotationWindow", "Span", "Upcoming", "Verdict", "WindowState", "parse_window",
+]
 
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Day names, Monday first (index = ``date.weekday()``)."""
@@ -208,6 +210,29 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class Upcoming:
+    """The window as ``rotator plan`` and ``rotator status`` show it at one moment."""
+
+    window: str
+    """Its canonical text (``str(window)``)."""
+    open: bool
+    opens_at: datetime
+    """When it next opens (the moment asked about, when open)."""
+    closes_at: datetime | None
+    """When the open stretch holding, or next after, that moment ends (None: never)."""
+
+    def describe(self) -> dict[str, object]:
+        """JSON-safe, times in ISO 8601 UTC."""
+        closes = None if self.closes_at is None else self.closes_at.isoformat()
+        return {
+            "window": self.window,
+            "open": self.open,
+            "opens_at": self.opens_at.isoformat(),
+            "closes_at": closes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RotationWindow:
     """One or more :class:`Span` s, united. Build it with :func:`parse_window`."""
 
@@ -260,6 +285,11 @@ class RotationWindow:
             at = max(closes for _, closes in holding)
             if at >= limit:
                 return None
+
+    def upcoming(self, now: datetime) -> Upcoming:
+        """Whether it is open at ``now``, when it next opens and when that stretch closes."""
+        opens_at = self.next_open(now)
+        return Upcoming(str(self), opens_at == utc(now), opens_at, self.next_close(now))
 
     def verdict(self, now: datetime, expires_at: datetime, margin: timedelta) -> Verdict:
         """Whether a rotation of a key expiring at ``expires_at`` may start at ``now``.

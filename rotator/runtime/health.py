@@ -72,6 +72,9 @@ class AccountHealth:
     encord_ok: bool | None = None
     error_kind: ErrorKind | None = None
     running_since: float | None = None  # monotonic start of the check in hand
+    # ``rotator pause`` in the record as the last check read it (None: not known, e.g. while
+    # standing by). Paused is ready: Vault and Encord answer, a person chose to hold still.
+    paused: bool | None = None
 
     def succeeded(self, result: CheckResult) -> None:
         """The check begun at :attr:`last_check` ended without an error."""
@@ -83,6 +86,8 @@ class AccountHealth:
         self.ready = bootstrapped
         self.vault_ok = True
         self.encord_ok = True if bootstrapped else None  # not asked before a bootstrap
+        state = result.state
+        self.paused = None if state is None else state.paused is not None
 
     def standing_by(self) -> None:
         """Another replica holds the account's lease: Vault answered, so this one is ready."""
@@ -90,6 +95,7 @@ class AccountHealth:
         self.ready = True
         self.vault_ok = True
         self.encord_ok = None
+        self.paused = None  # the holder's to say
 
     def failed(
         self, exc: BaseException, *, interval: timedelta, now: float
@@ -129,6 +135,7 @@ class AccountHealth:
             "error_kind": self.error_kind,
             "last_check": self.last_check.isoformat() if self.last_check else None,
             "last_ok": self.last_ok.isoformat() if self.last_ok else None,
+            "paused": self.paused,
         }
 
 

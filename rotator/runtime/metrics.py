@@ -93,6 +93,11 @@ _READY: Final = _Family(
     "1 when Vault and Encord answered the account's last check, else 0.",
     ("account",),
 )
+_PAUSED: Final = _Family(
+    "rotator_paused",
+    "1 while the account is paused (rotator pause): no key of it changes; else 0.",
+    ("account",),
+)
 _UP: Final = _Family("rotator_up", "1 while the daemon runs.")
 _BUILD_INFO: Final = _Family(
     "rotator_build_info",
@@ -176,6 +181,7 @@ class Metrics:
         self.lease_held = _LEASE_HELD.gauge(r)
         self.check_last = _CHECK_LAST.gauge(r)
         self.ready = _READY.gauge(r)
+        self.paused = _PAUSED.gauge(r)
         self.up = _UP.gauge(r)
         self.build_info = _BUILD_INFO.gauge(r)
         r.register(_ScrapeTimeCollector(self))
@@ -207,6 +213,7 @@ class Metrics:
         state = result.state
         if state is not None:
             self.keys_at_encord.labels(account).set(result.keys_held)
+            self.paused.labels(account).set(0 if state.paused is None else 1)
             self._record_state(account, state)
         self.check_last.labels(account).set(now.timestamp())
         self.ready.labels(account).set(0 if Outcome.NOT_BOOTSTRAPPED in result.outcomes else 1)
@@ -238,6 +245,7 @@ class Metrics:
             self._tokens.pop(account, None)
         for gauge, labels in (
             (self.keys_at_encord, [(account,)]),
+            (self.paused, [(account,)]),
             (self.last_success, [(account, c) for c in (*KEY_KINDS, BEARER)]),
         ):
             for values in labels:

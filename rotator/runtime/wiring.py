@@ -44,6 +44,7 @@ def policy_from(settings: Settings) -> Policy:
         check_interval=settings.check_interval,
         jitter=settings.jitter,
         instance=settings.instance,
+        window=settings.rotation_window,
     )
 
 

@@ -91,6 +91,7 @@ def settings_summary(s: Settings) -> dict[str, object]:
         "bearer_ttl": format_duration(s.bearer_ttl),
         "check_interval": format_duration(s.check_interval),
         "jitter": format_duration(s.jitter),
+        "rotation_window": None if s.rotation_window is None else str(s.rotation_window),
         "log_format": s.log_format,
         "log_level": s.log_level,
         "dry_run": s.dry_run,

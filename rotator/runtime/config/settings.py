@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from rotator.adapters.vault.settings import VaultSettings
 from rotator.core.vocab import KEY_KINDS, Account, Credential, KeyKind
+from rotator.core.window import RotationWindow
 
 LogFormat = Literal["auto", "json", "console", "ecs"]
 Registrar = Literal["api", "manual"]
@@ -79,6 +80,11 @@ class Settings:
     default, so probes from outside the container reach it."""
     http_port: int = 8080
     """``ROTATOR_HTTP_ADDR`` port (0 = pick a free port). 8080: the usual unprivileged one."""
+    rotation_window: RotationWindow | None = None
+    """``ROTATOR_ROTATION_WINDOW``: when rotations (and, with the manual registrar, requests to
+    people) may start, e.g. ``mon-fri 09:00-17:00 Europe/Berlin``. None (the default): any
+    time, as before windows existed; a key about to expire before the window opens rotates
+    anyway (``rotation.window_overridden``)."""
     lease_ttl: timedelta = timedelta(0)
     """``ROTATOR_LEASE_TTL``: how long a replica's per-account lease lasts. 0 (the
     default) means ``3 × (check_interval + jitter)``: a replica that missed three checks

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from rotator.adapters.vault.auth import AUTH_METHODS, LOGINS
 from rotator.adapters.vault.settings import VaultSettings
 from rotator.core.vocab import CREDENTIALS, KEY_KINDS
+from rotator.core.window import parse_window
 from rotator.runtime.config.parsers import (
     duration,
     format_duration,
@@ -152,6 +153,10 @@ VARIABLES: tuple[Variable, ...] = (
              "check_interval", duration()),
     Variable("ROTATOR_JITTER", "schedule", "random extra delay per check (may be 0s)",
              "jitter", duration(allow_zero=True)),
+    Variable("ROTATOR_ROTATION_WINDOW", "schedule",
+             "when rotations may start, e.g. 'mon-fri 09:00-17:00 Europe/Berlin' "
+             "(';' between several)",
+             "rotation_window", parse_window, shown="any time"),
     Variable("ROTATOR_LEASE_TTL", "schedule", "per-account lease expiry, for replicas",
              "lease_ttl", duration(), shown="3 × (interval + jitter)"),
     Variable("ROTATOR_MAX_CONCURRENCY", "schedule", "accounts worked on at once",
