@@ -67,7 +67,13 @@ def test_a_closed_window_holds_a_due_key_and_an_open_one_lets_it_rotate(
         assert entry["actions"][0]["action"] == "Deferred"
         rc, out, err = rotator_cli(["status"], env)
         assert rc == 0, err
-        assert f"  window: closed, opens {opens.isoformat()} ({closed})\n" in out
+        assert (
+            f"alpha: rotation window closed ({closed}); rotations due by age wait until "
+            f"{opens.strftime('%Y-%m-%d %H:%M')} UTC (in "
+        ) in out
+        rc, out, err = rotator_cli(["plan"], env)
+        assert rc == 0, err
+        assert f"closed, opens {opens.strftime('%Y-%m-%d %H:%M')} UTC (in " in out
         daemon.popen.send_signal(signal.SIGTERM)
         assert daemon.finish() == 0
 
