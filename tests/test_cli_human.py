@@ -21,10 +21,10 @@ from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.vault import VaultStore
 from rotator.cli import COMMANDS
 from rotator.cli.planview import action_line
-from rotator.cli.render import align, human_duration, relative, short_id
 from rotator.dev.openbao import OpenBaoDev
 from rotator.runtime.config import from_env, parse_duration
 from rotator.runtime.config.table import VARIABLES
+from rotator.runtime.render import align, human_duration, relative, short_id
 from rotator.runtime.wiring import make_engines, make_leases
 from tests.crash import SimulatedCrash
 from tests.e2e import CALM_TIMINGS, base_env, rotator_cli, subprocess_env

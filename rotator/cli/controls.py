@@ -14,9 +14,9 @@ import socket
 import structlog
 
 from rotator.cli.base import Command, add_account_argument, add_json_argument, engine_for, say
-from rotator.cli.render import when
 from rotator.core import admin
 from rotator.runtime.config import Settings
+from rotator.runtime.render import when
 
 log = structlog.get_logger("rotator.cli")
 

@@ -15,12 +15,12 @@ from rotator.cli.base import (
     engines,
     say,
 )
-from rotator.cli.render import human_duration, short_id
 from rotator.core import admin
 from rotator.core.engine import CheckResult
 from rotator.core.errors import AccessDenied, ConfigError, KeyFormatError
 from rotator.core.vocab import Outcome
 from rotator.runtime.config import Settings
+from rotator.runtime.render import human_duration, short_id
 
 log = structlog.get_logger("rotator.cli")
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from rotator.cli.render import relative, short_id, when
+from rotator.runtime.render import relative, short_id, when
 
 PLAN_HINTS: Mapping[str, str] = {
     "not_bootstrapped": (

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from rotator.cli.render import align, human_duration, relative, seconds, short_id, when
 from rotator.core.admin import AccountStatus, KindStatus
 from rotator.core.policy import Policy
 from rotator.core.vocab import BEARER, Outcome
+from rotator.runtime.render import align, human_duration, relative, seconds, short_id, when
 
 NONE = "-"
 FAILURES = frozenset(o.value for o in Outcome if o.is_failure)

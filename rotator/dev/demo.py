@@ -23,7 +23,6 @@ import structlog
 
 from rotator.adapters.encord.client import EncordClient, RetryPolicy
 from rotator.adapters.encord.signing import EncordAuth
-from rotator.cli.render import short_id
 from rotator.core import admin, keys
 from rotator.core.errors import RotatorError
 from rotator.dev.openbao import OpenBaoDev
@@ -31,6 +30,7 @@ from rotator.dev.sandbox import Sandbox
 from rotator.runtime import logs
 from rotator.runtime.config import Settings, from_env
 from rotator.runtime.daemon import Daemon, stop_on_signals
+from rotator.runtime.render import short_id
 from rotator.runtime.wiring import open_store, wait_for_vault
 
 log = structlog.get_logger("rotator.demo")

@@ -38,6 +38,7 @@ from rotator.core.state import STATE_NAME
 from rotator.core.vocab import BEARER
 from rotator.runtime.config import Settings, format_duration
 from rotator.runtime.preflight import mount_problems
+from rotator.runtime.render import human_duration
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -128,7 +129,7 @@ def token_finding(info: TokenInfo, settings: Settings) -> Finding:
         return Finding("vault.token", "ok", f"valid, never expires (policies: {policies})")
     left = timedelta(seconds=round(info.ttl))
     renew = "renewable" if info.renewable else "not renewable"
-    detail = f"valid, expires in {format_duration(left)}, {renew} (policies: {policies})"
+    detail = f"valid, expires in {human_duration(left)}, {renew} (policies: {policies})"
     auth = settings.vault.auth
     if not auth.static:
         return Finding("vault.token", "ok", f"{detail}; {auth.method} logs in again")

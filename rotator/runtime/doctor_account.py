@@ -35,8 +35,9 @@ from rotator.core.errors import (
 )
 from rotator.core.keys import KeyPair
 from rotator.core.vocab import KEY_KINDS, Account
-from rotator.runtime.config import Settings, format_duration
+from rotator.runtime.config import Settings
 from rotator.runtime.doctor import Finding
+from rotator.runtime.render import human_duration, short_id
 from rotator.runtime.wiring import make_factory, policy_from
 
 SIGNATURE_WINDOW = 300.0
@@ -79,8 +80,8 @@ def _key(ctx: AccountContext) -> tuple[Finding, KeyPair | None]:
             hint=f"rotator bootstrap {name} --private-key-file F",
         ), None
     left = record.expires_at - ctx.clock()
-    when = f"expires in {format_duration(left)}" if left.total_seconds() > 0 else "expired"
-    detail = f"{kind} {record.key_id[:16]} in Vault, {when}"
+    when = f"expires in {human_duration(left)}" if left.total_seconds() > 0 else "expired"
+    detail = f"{kind} {short_id(record.key_id)} in Vault, {when}"
     newest_id = newest.data.get("key_id") if newest is not None and newest.data else None
     path = ctx.rel(kind)
     if newest_id is None:
