@@ -9,6 +9,8 @@ Routes (see ``encord-api.md``)::
     POST   /v2/public/service-accounts/{sa}/keys/generate     Part 2, signed
     DELETE /v2/public/service-accounts/{sa}/keys/{keyHash}    Part 2, signed
     GET    /_sandbox/faults, PUT /_sandbox/faults, GET /_sandbox/state   loopback only
+    POST   /_sandbox/ui/keys  {"account": name, "title": str}            loopback only: a
+           person's "New API key" in the Encord UI; answers the Key plus "privateKey"
 
 Order for ``/v2/public``: latency, injected 500, injected 429, authentication (401), unknown
 route (404), method (405), unknown ``{sa}`` (404), authorisation (403), then the call.
@@ -154,9 +156,25 @@ class Api:
                 return Reply(200, self._faults.to_json())
         if path == "/_sandbox/state" and request.method == "GET":
             return Reply(200, {"accounts": self._store.snapshot()})
-        if path in ("/_sandbox/faults", "/_sandbox/state"):
+        if path == "/_sandbox/ui/keys" and request.method == "POST":
+            return self._create_in_ui(request.body)
+        if path in ("/_sandbox/faults", "/_sandbox/state", "/_sandbox/ui/keys"):
             return _error(405, "method not allowed", "METHOD_NOT_ALLOWED")
         return _error(404, "not found", "NOT_FOUND")
+
+    def _create_in_ui(self, body: bytes) -> Reply:
+        data = _json_object(body)
+        if data is None or not isinstance(data.get("title"), str):
+            message = "body must be a JSON object with 'account' and a string 'title'"
+            return _error(400, message, "INVALID_REQUEST")
+        account = self._store.account(str(data.get("account")))
+        if account is None:
+            return _error(404, "no such service account", "NOT_FOUND")
+        try:
+            key, private = self._store.create_in_ui(account, data["title"])
+        except Refused as exc:
+            return _error(exc.status, exc.message, exc.code)
+        return Reply(200, {**key_json(key), "privateKey": private})
 
     # -- /v2/public -------------------------------------------------------------------
 

@@ -257,6 +257,15 @@ class Sandbox:
         """The keys an account holds now, oldest first; KeyError for an unknown account."""
         return self._store.keys_of(account_name)
 
+    def create_key_in_ui(self, account_name: str, title: str) -> str:
+        """A person at the Encord UI: "New API key", ``title``, "Add API key". Encord makes
+        the key pair; the answer is the text of the file the browser downloads (the OpenSSH
+        private key). KeyError for an unknown account; Refused when it is full."""
+        account = self._store.account(account_name)
+        if account is None:
+            raise KeyError(account_name)
+        return self._store.create_in_ui(account, title)[1]
+
     def __enter__(self) -> Sandbox:
         return self.start()
 

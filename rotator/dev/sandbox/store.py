@@ -201,7 +201,7 @@ class Store:
     ) -> RemoteKey:
         """Register a public key; Refused for a bad line, a duplicate or a full account
         (``enforce_cap=False``: see :meth:`check_new_key`). ``by``: the key id that signed
-        the request, for the journal."""
+        the request (``ui``: a person in the Encord UI), for the journal."""
         with self.lock:
             public = self._new_public_key(public_line)
             if enforce_cap:
@@ -228,6 +228,17 @@ class Store:
                 by=by,
             )
             return key
+
+    def create_in_ui(self, account: Account, title: str) -> tuple[RemoteKey, str]:
+        """What a person does in the Encord UI ("New API key", a title, "Add API key"): Encord
+        makes the pair, keeps the public half and hands the private half over once, as the
+        file the browser downloads (OpenSSH text). Refused when the account is full; the
+        journal says ``by="ui"``."""
+        pair = keys.generate()
+        key = self.add_key(
+            account, title=title, public_line=pair.public_line, origin="generated", by="ui"
+        )
+        return key, pair.private_openssh
 
     def delete_key(
         self, account: Account, key_hash: str, *, by: str | None = None
