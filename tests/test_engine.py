@@ -678,6 +678,8 @@ def test_a_person_registering_and_deleting_is_asked_then_polled() -> None:
             "title": pending.title,
             "account_hash": "sa-alpha",
             "hint": "add this public key in the UI",
+            "or_hand_over": "rotator adopt alpha --private-key-file FILE, or write the "
+            "file's text to Vault at <ROTATOR_VAULT_PREFIX>/alpha/incoming, field private_key",
         }
         assert world.encord.key_ids("sa-alpha") == {old.key_id}
         world.encord.add_key("sa-alpha", pending.public_key, "added by hand")

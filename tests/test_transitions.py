@@ -124,6 +124,49 @@ def test_bootstrap_promotes_as_a_rotation_does(
     same_elsewhere(state, adopted, kind)
 
 
+@settings(max_examples=150)
+@given(account_states, kinds, key_records(), instants, graces, st.booleans())
+def test_an_adopted_key_is_promoted_and_ends_the_rotation_in_flight(
+    state: AccountState, kind: str, record: KeyRecord, at: datetime, grace: timedelta,
+    registered: bool,
+) -> None:
+    """adopted (key intake) is promote plus a finished rotation (``rotated``, ``intake``,
+    a request answered): nothing stays pending. A pending key Encord holds after all
+    retires with no grace; one it does not hold is simply dropped."""
+    pending = state.kind(kind).pending
+    assume(pending is None or pending.key_id != record.key_id)
+    held = None
+    if registered and pending is not None and pending.key_id and pending.public_key:
+        held = RemoteKey("h", pending.key_id, pending.title, pending.public_key, "uploaded", at)
+    adopted = tr.adopted(state, kind, record, at=at, grace=grace, pending_held=held)
+    promoted = tr.promote(state, kind, record, at=at, grace=grace)
+    a, p = adopted.kind(kind), promoted.kind(kind)
+    assert a.current == p.current == record and a.pending is None
+    assert a.last == LastRun("rotated", at, "intake", key_id=record.key_id)
+    assert a.last_success == at and kind not in adopted.requested
+    extra = [k for k in a.retiring if k not in p.retiring]
+    assert a.retiring[: len(p.retiring)] == p.retiring
+    if held is not None and pending is not None and pending.private_key is not None:
+        assert [(k.key_id, k.retire_after) for k in extra] == [
+            (held.key_id, at.replace(microsecond=0))
+        ]
+        assert plan_revokes(adopted, kind, at, held.key_id)
+    else:
+        assert extra == []
+    same_elsewhere(state, replace(adopted, requested=state.requested), kind)
+
+
+def plan_revokes(state: AccountState, kind: str, at: datetime, key_id: str) -> bool:
+    """The very next plan revokes ``key_id`` (while Encord still lists it)."""
+    ks = state.kind(kind)
+    remote = [RemoteKey(k.key_hash, k.key_id, k.title, k.public_key, k.origin, k.issued_at)
+              for k in (ks.current, *ks.retiring) if k is not None]
+    policy = Policy(key_ttl=timedelta(days=90), rotate_before=timedelta(days=14),
+                    grace=timedelta(hours=1), key_cap=50, kinds=(), bearer=False)
+    snap = Snapshot("alpha", state, tuple(remote))
+    return any(isinstance(a, Revoke) and a.key.key_id == key_id for a in plan(snap, policy, at))
+
+
 def _remote(rec: KeyRecord) -> RemoteKey:
     return RemoteKey(rec.key_hash, rec.key_id, rec.title, rec.public_key, "uploaded", rec.issued_at)
 

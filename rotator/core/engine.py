@@ -2,6 +2,8 @@
 
 One :meth:`Engine.check`:
 
+0. intake: a key a person handed over at ``{NAME}/incoming`` is adopted or refused, and the
+   path cleared (:mod:`rotator.core.intake`);
 1. snapshot: read the state record, list the account's keys at Encord (signed by the current
    key), read the key ids at the newest versions of the consumer paths;
 2. :func:`rotator.core.policy.plan` decides, purely, what is due;
@@ -28,9 +30,9 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from rotator.core import bearer, cleanup, purge, rotation
+from rotator.core import bearer, cleanup, intake, purge, rotation
 from rotator.core.context import AccountContext, Run
-from rotator.core.errors import AccessDenied, TransientError
+from rotator.core.errors import AccessDenied, RotatorError, TransientError
 from rotator.core.holds import Deferred, Paused
 from rotator.core.kinds import known_keys
 from rotator.core.policy import (
@@ -193,6 +195,8 @@ class Engine:
         hand, whose record is then complete.
         """
         result = CheckResult(account=self.account.name)
+        if not dry_run and not stop():
+            self._take_incoming(result)
         with self._open() as run:
             if run is None:
                 log.warning(
@@ -230,9 +234,23 @@ class Engine:
                 self._purge(run)  # this check let a key go
             self._left_version = run.state.version
             result.keys_held = len(run.remote)
-            result.rotations = list(run.rotations)
+            result.rotations += run.rotations
             result.state = run.state
         return result
+
+    def _take_incoming(self, result: CheckResult) -> None:
+        """A key a person handed over at ``{NAME}/incoming`` (:mod:`rotator.core.intake`),
+        before the snapshot, so the check goes on from the record as it leaves it. A failure
+        is logged and the check goes on: the path is left for the next one."""
+        try:
+            outcome = intake.take_incoming(self.context)
+        except RotatorError as exc:  # Vault or Encord did not answer, or refused
+            log.warning("key.intake_failed", error_kind=exc.kind, error=str(exc))
+            return
+        if outcome is not None:
+            result.outcomes.append(outcome)
+        if outcome == "adopted":
+            result.rotations.append((intake.KIND, "rotated"))
 
     def _purge(self, run: Run) -> None:
         """Purge (:mod:`rotator.core.purge`) only when it may find something: before the

@@ -30,6 +30,7 @@ from rotator.core.errors import (
     KeyFormatError,
     RegistryRejected,
 )
+from rotator.core.intake import handover_hint
 from rotator.core.keys import KeyPair
 from rotator.core.kinds import Held, spec
 from rotator.core.policy import Blocked, owned_title_prefix
@@ -192,7 +193,8 @@ def _register(run: Run, kind: str, pending: Pending, started: float | None) -> P
             )
         if isinstance(answer, AwaitingPerson):
             # The intent stays recorded; every check asks again, and the listing (a signed
-            # whoami with the new key) shows when a person has added it.
+            # whoami with the new key) shows when a person has added it. Or the person
+            # creates a key in the UI under the same title and hands it over (key intake).
             log.warning(
                 "key.registration_required",
                 kind=kind,
@@ -201,6 +203,7 @@ def _register(run: Run, kind: str, pending: Pending, started: float | None) -> P
                 title=pending.title,
                 account_hash=run.account.hash,
                 hint=answer.hint,
+                or_hand_over=handover_hint(run.account.name),
             )
             return "awaiting_registration"
         held = answer

@@ -6,7 +6,8 @@ the result (the engine's job). A rotation of one kind moves through them in orde
     begin (intent) -> registered -> promote + finish ("rotated")
                    \\-> finish ("failed", "rolled_back", "blocked_by_cap": the intent dropped)
 
-and a retiring key leaves the record by :func:`drop_retiring` (revoked, or found gone).
+and a retiring key leaves the record by :func:`drop_retiring` (revoked, or found gone). A key
+handed over by a person (:func:`adopted`) ends a rotation in flight, its own way.
 :func:`bootstrapped` shares :func:`promote` with a rotation: the same retiring-key and grace
 rule, written once.
 """
@@ -122,6 +123,50 @@ def bootstrapped(
         outcome=Outcome.BOOTSTRAPPED.value, at=at, reason="bootstrap", key_id=record.key_id
     )
     return promoted.with_kind(kind, replace(ks, last=last))
+
+
+def adopted(
+    state: AccountState,
+    kind: str,
+    record: KeyRecord,
+    *,
+    at: datetime,
+    grace: timedelta,
+    pending_held: RemoteKey | None = None,
+) -> AccountState:
+    """A key a person made in the Encord UI and handed over (key intake) becomes the current
+    key of ``kind``: promoted as a rotation's new key would be, and recorded as a rotation
+    (``rotated``, reason ``intake``) that answers a ``rotator rotate``.
+
+    The rotation in flight, if any, is over: its key was never registered, so it is dropped;
+    or, when Encord holds it after all (``pending_held``: a person also added its public
+    key), it retires at once, with no grace, since no consumer ever read it."""
+    promoted = promote(state, kind, record, at=at, grace=grace)
+    ks = promoted.kind(kind)
+    retiring = ks.retiring
+    p = ks.pending
+    if (
+        p is not None
+        and p.private_key is not None
+        and pending_held is not None
+        and p.key_id == pending_held.key_id != record.key_id
+    ):
+        retiring += (
+            KeyRecord(
+                key_id=pending_held.key_id,
+                key_hash=pending_held.key_hash,
+                public_key=pending_held.public_key,
+                title=p.title,
+                origin=pending_held.origin,
+                issued_at=p.started_at,
+                expires_at=p.started_at + (record.expires_at - record.issued_at),
+                private_key=p.private_key,
+                retire_after=at.replace(microsecond=0),  # no grace: revoked this very check
+            ),
+        )
+    last = LastRun(outcome=Outcome.ROTATED.value, at=at, reason="intake", key_id=record.key_id)
+    new = replace(ks, retiring=retiring, pending=None, last=last, last_success=at)
+    return replace(promoted, requested=promoted.requested - {kind}).with_kind(kind, new)
 
 
 def bearer_minted(state: AccountState, bearer: BearerState) -> AccountState:

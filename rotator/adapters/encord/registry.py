@@ -90,7 +90,11 @@ class ManualRegistry(EncordRegistry):
         return found
 
     def upload_key(self, title: str, public_line: str) -> RemoteKey | AwaitingPerson:
-        return AwaitingPerson("add this public key to the service account in the Encord UI")
+        return AwaitingPerson(
+            "in the Encord UI, either add this public key to the service account under this "
+            "title, or create a new API key with this title and hand over the file it "
+            "downloads (or_hand_over)"
+        )
 
     def generate_key(self, title: str) -> GeneratedKey | AwaitingPerson:
         return AwaitingPerson(
@@ -98,7 +102,10 @@ class ManualRegistry(EncordRegistry):
         )
 
     def delete_key(self, key_hash: str) -> AwaitingPerson | None:
-        return AwaitingPerson("delete this key from the service account in the Encord UI")
+        return AwaitingPerson(
+            "delete the key with this title and key id from the service account in the "
+            "Encord UI"
+        )
 
 
 class _Pooled:

@@ -1,0 +1,89 @@
+"""``adopt``: hand rotator a key a person created in the Encord UI (New API key -> Add API
+key downloads its private key), with either registrar. The work is
+:func:`rotator.core.intake.receive`'s; this prints what happened, as a sentence or ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import structlog
+
+from rotator.cli.base import Command, add_account_argument, engine_for
+from rotator.cli.keys import read_key_file
+from rotator.core import intake
+from rotator.runtime.config import Settings
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    add_account_argument(p)
+    p.add_argument(
+        "--private-key-file",
+        required=True,
+        metavar="F",
+        help="the file the Encord UI downloaded (OpenSSH Ed25519 private key)",
+    )
+    p.add_argument(
+        "--title",
+        metavar="T",
+        help="the title typed in the UI, when no key.registration_required gave one "
+        "(manual registrar only: with the api registrar Encord's own title is used)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a sentence")
+
+
+def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
+    name = args.name
+    text = read_key_file(args.private_key_file)
+    engine = engine_for(settings, name)
+    with structlog.contextvars.bound_contextvars(account=name):
+        answer = intake.receive(engine.context, text, source="cli", title=args.title)
+    if isinstance(answer, intake.IntakeRejected):
+        _say(
+            args.json,
+            {"event": "adopt.rejected", "account": name, "reason": answer.reason,
+             "error": str(answer)},
+            f"{name}: key not adopted ({answer.reason}): {answer}. Nothing was changed.",
+        )
+        return 1 if answer.encord_refused else 2
+    record, old = answer.record, answer.replaced
+    retires = old.retire_after.isoformat() if old and old.retire_after else None
+    sentence = (
+        f"{name}: adopted key '{record.title}' (key id {record.key_id}) as the current "
+        f"ssh-key; consumers reading Vault get it now (version {answer.vault_version})."
+    )
+    if old is not None:
+        sentence += (
+            f" The previous key '{old.title}' (key id {old.key_id}) stays valid until "
+            f"{retires}, then is revoked."
+        )
+    _say(
+        args.json,
+        {
+            "event": "adopt.done",
+            "account": name,
+            "key_id": record.key_id,
+            "key_hash": record.key_hash,
+            "title": record.title,
+            "vault_version": answer.vault_version,
+            "old_key_id": old.key_id if old else None,
+            "old_key_retires_at": retires,
+            "dropped_key_id": answer.dropped_key_id,
+            "retired_key_id": answer.retired_key_id,
+        },
+        sentence,
+    )
+    return 0
+
+
+def _say(as_json: bool, document: dict[str, object], sentence: str) -> None:
+    print(json.dumps(document) if as_json else sentence)
+
+
+ADOPT = Command(
+    "adopt",
+    "put in service a key a person created in the Encord UI (the file it downloaded)",
+    _arguments,
+    cmd_adopt,
+)
