@@ -34,6 +34,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ KUBERNETES = DEPLOY / "kubernetes"
 COMPOSE = DEPLOY / "compose" / "compose.yaml"
 POLICY = DEPLOY / "vault" / "rotator-policy.hcl"
 CONSUMER_POLICY = DEPLOY / "vault" / "consumer-policy.hcl"
+INTAKE_POLICY = DEPLOY / "vault" / "key-intake-policy.hcl"
 AGENT_HCL = DEPLOY / "vault" / "agent" / "agent.hcl"
 AGENT_TEMPLATE = DEPLOY / "vault" / "agent" / "ssh-key.ctmpl"
 
@@ -823,6 +825,138 @@ def test_policy_denies_everything_outside_the_prefix(
     for call in forbidden:
         with pytest.raises(hvac.exceptions.Forbidden):
             call()
+
+
+@pytest.fixture
+def intake_token(vault_client: Any, vault_prefix: str) -> Iterator[str]:
+    """A token holding only deploy/vault/key-intake-policy.hcl (not even ``default``): what
+    an admin who hands over keys made in the Encord UI gets."""
+    text = INTAKE_POLICY.read_text()
+    assert re.findall(r'(?m)^path "([^"]+)"', text) == ["secret/data/encord/+/incoming"]
+    name = f"intake-{uuid.uuid4().hex[:8]}"
+    policy = text.replace('path "secret/data/encord/', f'path "secret/data/{vault_prefix}/')
+    vault_client.sys.create_or_update_policy(name=name, policy=policy)
+    answer = vault_client.auth.token.create(policies=[name], no_default_policy=True, ttl="10m")
+    token = answer["auth"]["client_token"]
+    assert isinstance(token, str) and answer["auth"]["policies"] == [name]
+    yield token
+    with contextlib.suppress(Exception):
+        vault_client.auth.token.revoke(token)
+    with contextlib.suppress(Exception):
+        vault_client.sys.delete_policy(name=name)
+
+
+def test_intake_policy_writes_incoming_paths_and_reads_nothing(
+    openbao: OpenBaoDev, intake_token: str, vault_client: Any, vault_prefix: str, tmp_path: Path
+) -> None:
+    """With only the key-intake policy, a person writes any account's incoming path, with
+    the `bao kv put` the README gives and with the API, again and again; and can read
+    nothing (not even that path), write no other path, list, delete, destroy or touch
+    metadata."""
+    root = VaultStore(vault_client, mount="secret", prefix=vault_prefix)
+    root.write("alpha/ssh-key", {"private_key": "k"}, cas=0)
+    downloaded = tmp_path / "downloaded-key-file"
+    downloaded.write_text("the file's text\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    for account in ("alpha", "beta"):
+        done = subprocess.run(
+            [find_bao(), "kv", "put", "-mount=secret", f"{vault_prefix}/{account}/incoming",
+             f"private_key=@{downloaded}"],
+            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "BAO_ADDR": openbao.addr,
+                 "BAO_TOKEN": intake_token},
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert done.returncode == 0, done.stderr[-1000:]
+    person = connect(openbao.addr, intake_token)
+    try:
+        kv = person.secrets.kv.v2
+        kv.create_or_update_secret(
+            path=f"{vault_prefix}/alpha/incoming", secret={"private_key": "again"},
+            mount_point="secret",
+        )
+        incoming = root.read("alpha/incoming")
+        assert incoming is not None and incoming.version == 2
+        assert incoming.data == {"private_key": "again"}
+        assert root.read_version("alpha/incoming", 1) is not None
+        denied: list[Callable[[], object]] = [
+            partial(kv.read_secret_version, path=f"{vault_prefix}/alpha/incoming",
+                    mount_point="secret", raise_on_deleted_version=True),
+            partial(kv.read_secret_version, path=f"{vault_prefix}/alpha/ssh-key",
+                    mount_point="secret", raise_on_deleted_version=True),
+            partial(kv.create_or_update_secret, path=f"{vault_prefix}/alpha/ssh-key",
+                    secret={"private_key": "x"}, mount_point="secret"),
+            partial(kv.create_or_update_secret, path=f"{vault_prefix}/alpha/state",
+                    secret={"x": "y"}, mount_point="secret"),
+            partial(kv.create_or_update_secret, path=f"{vault_prefix}/alpha/incoming/deeper",
+                    secret={"x": "y"}, mount_point="secret"),
+            partial(kv.create_or_update_secret, path=f"{vault_prefix}-evil/alpha/incoming",
+                    secret={"x": "y"}, mount_point="secret"),
+            partial(kv.list_secrets, path=f"{vault_prefix}/alpha", mount_point="secret"),
+            partial(kv.read_secret_metadata, path=f"{vault_prefix}/alpha/incoming",
+                    mount_point="secret"),
+            partial(kv.delete_latest_version_of_secret, path=f"{vault_prefix}/alpha/incoming",
+                    mount_point="secret"),
+            partial(kv.destroy_secret_versions, path=f"{vault_prefix}/alpha/incoming",
+                    versions=[1], mount_point="secret"),
+            partial(kv.delete_metadata_and_all_versions, path=f"{vault_prefix}/alpha/incoming",
+                    mount_point="secret"),
+            lambda: person.sys.read_acl_policy("default"),
+            lambda: person.auth.token.create(ttl="1m"),
+        ]
+        for call in denied:
+            with pytest.raises(hvac.exceptions.Forbidden):
+                call()
+    finally:
+        person.adapter.close()
+
+
+def test_rotator_policy_alone_takes_an_incoming_key_and_destroys_its_versions(
+    openbao: OpenBaoDev,
+    restricted: Any,
+    intake_token: str,
+    vault_client: Any,
+    vault_prefix: str,
+    sandbox: SandboxHandle,
+) -> None:
+    """Under rotator's shipped policy alone (no new grant), the daemon's check reads what a
+    person wrote to the incoming path, adopts it, and destroys every version of that path
+    (``destroy/``, not a soft delete): none is readable afterwards."""
+    from rotator.adapters.encord.registry import registry_factory
+    from rotator.core.admin import bootstrap
+    from rotator.core.engine import Engine
+    from rotator.core.policy import Policy
+    from rotator.core.vocab import Account
+
+    store = VaultStore(restricted, mount="secret", prefix=vault_prefix)
+    engine = Engine(
+        account=Account("alpha", "sa-alpha"),
+        store=store,
+        registry_factory=registry_factory(sandbox.url, manual=True),
+        policy=Policy(key_ttl=timedelta(days=90), rotate_before=timedelta(days=14),
+                      grace=timedelta(hours=1), key_cap=5),
+    )
+    bootstrap(engine.context, sandbox.bootstrap_key_file.read_text())
+    ui_file = sandbox.sandbox.create_key_in_ui("alpha", "made in the UI")
+    person = connect(openbao.addr, intake_token)
+    try:
+        for data in ({"private_key": "a first paste, wrong"}, {"private_key": ui_file}):
+            person.secrets.kv.v2.create_or_update_secret(
+                path=f"{vault_prefix}/alpha/incoming", secret=data, mount_point="secret"
+            )
+    finally:
+        person.adapter.close()
+    result = engine.check()
+    assert "adopted" in result.outcomes, result.outcomes
+    consumer = store.read("alpha/ssh-key")
+    assert consumer is not None and consumer.data is not None
+    assert consumer.data["key_id"] == load_private(ui_file).key_id
+    versions = vault_client.secrets.kv.v2.read_secret_metadata(
+        path=f"{vault_prefix}/alpha/incoming", mount_point="secret"
+    )["data"]["versions"]
+    assert sorted(versions) == ["1", "2"]
+    assert all(v["destroyed"] for v in versions.values()), versions
+    assert engine.check().outcomes.count("adopted") == 0  # nothing left to take
 
 
 class _Daemon:

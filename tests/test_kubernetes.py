@@ -669,7 +669,7 @@ def vault_state(client: Any) -> dict[str, Any]:
         "auth": (auth["type"], auth["uuid"], auth["accessor"]),
         "policies": {
             name: client.read(f"sys/policy/{name}")["data"]["rules"]
-            for name in ("rotator", "encord-consumer-alpha")
+            for name in ("rotator", "encord-consumer-alpha", "encord-key-intake")
         },
         "config": client.read("auth/kubernetes/config")["data"],
         "role": client.read("auth/kubernetes/role/rotator")["data"],
@@ -679,7 +679,7 @@ def vault_state(client: Any) -> dict[str, Any]:
 def test_setup_sh_makes_kv_v2_policies_and_the_bound_role_and_is_idempotent(
     k8s_vault: Setup, root_client: Any, tmp_path: Path
 ) -> None:
-    """setup.sh enables KV v2, loads both policy files unchanged, configures the kubernetes
+    """setup.sh enables KV v2, loads the three policy files unchanged, configures the kubernetes
     method and binds the role to rotator's account; a second run changes nothing."""
     assert "enabled KV v2 at secret/" in k8s_vault.first_output
     assert "enabled kubernetes at kubernetes/" in k8s_vault.first_output
@@ -691,6 +691,7 @@ def test_setup_sh_makes_kv_v2_policies_and_the_bound_role_and_is_idempotent(
     assert state["policies"] == {
         "rotator": (VAULT_DIR / "rotator-policy.hcl").read_text(),
         "encord-consumer-alpha": (VAULT_DIR / "consumer-policy.hcl").read_text(),
+        "encord-key-intake": (VAULT_DIR / "key-intake-policy.hcl").read_text(),
     }
     config = state["config"]
     assert config["kubernetes_host"] == k8s_vault.api.host
@@ -738,6 +739,10 @@ def test_setup_sh_moves_the_policy_paths_to_another_mount_and_prefix(
         assert rules != original
         consumer = root_client.read("sys/policy/encord-consumer-alpha")["data"]["rules"]
         assert f'path "{mount}/data/{prefix}/alpha/ssh-key"' in consumer
+        intake = root_client.read("sys/policy/encord-key-intake")["data"]["rules"]
+        assert intake == (VAULT_DIR / "key-intake-policy.hcl").read_text().replace(
+            '"secret/data/encord/+/incoming"', f'"{mount}/data/{prefix}/+/incoming"'
+        )
         assert root_client.read(f"auth/kubernetes/role/{role}")["data"]["token_policies"] == [
             policy
         ]
@@ -748,6 +753,9 @@ def test_setup_sh_moves_the_policy_paths_to_another_mount_and_prefix(
         # The consumer policy (one name) was rewritten for this mount: put the file back.
         root_client.sys.create_or_update_policy(
             name="encord-consumer-alpha", policy=(VAULT_DIR / "consumer-policy.hcl").read_text()
+        )
+        root_client.sys.create_or_update_policy(
+            name="encord-key-intake", policy=(VAULT_DIR / "key-intake-policy.hcl").read_text()
         )
 
 

@@ -12,17 +12,19 @@
 #
 # The trailing `/*` matters: `secret/data/encord*` would also match `encord-other/...`.
 
-# Every credential, the state record and the per-account lease: read the newest or any
-# older version (GET data/...?version=N); write a new version, always check-and-set
-# (POST data/...: `create` for a new path, `update` for the next version). No delete:
-# rotator never soft-deletes a version.
+# Every credential, the state record, the per-account lease and the incoming path (a key a
+# person hands over, key-intake-policy.hcl): read the newest or any older version
+# (GET data/...?version=N); write a new version, always check-and-set (POST data/...:
+# `create` for a new path, `update` for the next version). No delete: rotator never
+# soft-deletes a version.
 path "secret/data/encord/*" {
   capabilities = ["create", "read", "update"]
 }
 
 # Destroy given versions for good (POST destroy/...): once a key is revoked, the older
 # versions of the consumer paths and of the state record that still hold its private key
-# are destroyed. It destroys data only: the path, its metadata and its other versions stay.
+# are destroyed; once a handed-over key is taken (or refused), every version of the incoming
+# path is. It destroys data only: the path, its metadata and its other versions stay.
 path "secret/destroy/encord/*" {
   capabilities = ["update"]
 }

@@ -3,8 +3,10 @@
 # finds its work done or writes the same thing again):
 #   1. a KV v2 secrets engine at ROTATOR_VAULT_MOUNT (enabled if absent; a mount there of
 #      another kind or KV version stops the script, nothing is converted);
-#   2. the policies rotator-policy.hcl (as VAULT_POLICY) and consumer-policy.hcl (as
-#      encord-consumer-alpha), their paths moved to ROTATOR_VAULT_MOUNT/ROTATOR_VAULT_PREFIX;
+#   2. the policies rotator-policy.hcl (as VAULT_POLICY), consumer-policy.hcl (as
+#      encord-consumer-alpha) and key-intake-policy.hcl (as encord-key-intake, for the people
+#      who hand over keys made in the Encord UI), their paths moved to
+#      ROTATOR_VAULT_MOUNT/ROTATOR_VAULT_PREFIX;
 #   3. the kubernetes auth method at VAULT_K8S_MOUNT (enabled if absent), configured to
 #      review service-account tokens with the cluster's TokenReview API;
 #   4. the role VAULT_K8S_ROLE: only the ServiceAccount K8S_SERVICE_ACCOUNT in K8S_NAMESPACE,
@@ -103,6 +105,8 @@ render "$here/rotator-policy.hcl" | "$cli" policy write "$policy" - >/dev/null
 echo "policy: wrote $policy"
 render "$here/consumer-policy.hcl" | "$cli" policy write encord-consumer-alpha - >/dev/null
 echo "policy: wrote encord-consumer-alpha"
+render "$here/key-intake-policy.hcl" | "$cli" policy write encord-key-intake - >/dev/null
+echo "policy: wrote encord-key-intake"
 
 # 3. The kubernetes auth method and its TokenReview settings. disable_local_ca_jwt: use only
 # what is given here, even when Vault itself runs in a pod.
