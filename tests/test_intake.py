@@ -173,8 +173,6 @@ def test_manual_ui_key_handed_over_in_vault_is_promoted_and_the_old_key_revoked(
     assert adopted["key_id"] == new_id and adopted["title"] == title
     assert adopted["old_key_id"] == old.key_id and adopted["dropped_key_id"] == pending.key_id
     assert adopted["source"] == "incoming" and adopted["retired_key_id"] is None
-    (finished,) = events(logs, "rotation.finished")
-    assert (finished["outcome"], finished["reason"]) == ("rotated", "intake")
     assert events(logs, "vault.incoming_cleared")[0]["versions"] == [written]
 
     consumer = vault_store.read("alpha/ssh-key")
@@ -243,7 +241,7 @@ def test_bad_incoming_keys_are_rejected_cleared_and_change_nothing(
         assert result.outcomes[0] == "intake_rejected", (reason, result.outcomes)
         (rejected,) = events(logs, "key.intake_rejected")
         assert rejected["reason"] == reason and rejected["source"] == "incoming"
-        assert not events(logs, "key.adopted") and not events(logs, "rotation.finished")
+        assert not events(logs, "key.adopted")
         assert engine.load_state() == before_state, reason
         assert vault_store.read("alpha/ssh-key") == before_consumer, reason
         assert_incoming_destroyed(vault_client, vault_prefix, written)

@@ -97,8 +97,9 @@ def handover_hint(account: str) -> str:
 def receive(
     ctx: AccountContext, text: str, *, source: str, title: str | None = None
 ) -> Adopted | IntakeRejected:
-    """:func:`adopt`, logged: ``key.adopted`` (and the canonical ``rotation.finished``), or
-    ``key.intake_rejected`` answered instead of raised. Other errors (Vault or Encord not
+    """:func:`adopt`, logged: ``key.adopted`` (the canonical line of this rotation: the
+    record says ``rotated``, reason ``intake``), or ``key.intake_rejected`` answered instead
+    of raised. Other errors (Vault or Encord not
     answering, a lost check-and-set) are raised: nothing was adopted, try again."""
     try:
         adopted = adopt(ctx, text, title=title)
@@ -120,16 +121,6 @@ def receive(
         dropped_key_id=adopted.dropped_key_id,
         retired_key_id=adopted.retired_key_id,
         vault_version=adopted.vault_version,
-    )
-    log.info(
-        "rotation.finished",
-        kind=KIND,
-        outcome="rotated",
-        reason="intake",
-        key_id=record.key_id,
-        old_key_id=old.key_id if old else None,
-        error=None,
-        duration_ms=None,
     )
     return adopted
 
