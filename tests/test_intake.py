@@ -431,3 +431,47 @@ def test_readme_documents_intake_events_commands_and_policy() -> None:
 
     for reason in REASONS:
         assert f"`{reason}`" in text, reason
+
+
+def test_the_daemon_takes_an_incoming_key_at_its_next_check(
+    openbao: OpenBaoDev,
+    vault_client: Any,
+    vault_store: VaultStore,
+    vault_prefix: str,
+    sandbox: SandboxHandle,
+) -> None:
+    """``rotator run`` (leases, pooled and fenced registries, as deployed), manual registrar:
+    a key the admin writes to the incoming path is adopted at the next check, consumers
+    get it, and the daemon's output holds no key."""
+    import signal
+
+    from tests.e2e import CALM_TIMINGS, Proc
+
+    env = base_env(openbao, vault_prefix, sandbox.url, ROTATOR_REGISTRAR="manual",
+                   **CALM_TIMINGS)
+    code, _, err = rotator_cli(
+        ["bootstrap", "alpha", "--private-key-file", str(sandbox.bootstrap_key_file)], env
+    )
+    assert code == 0, err[-2000:]
+    daemon = Proc(["run"], env)
+    try:
+        assert daemon.wait_for(lambda e: e.get("event") == "check.finished"
+                               or e.get("event") == "bearer.minted", 20), daemon.text()
+        ui_file = sandbox.sandbox.create_key_in_ui("alpha", "handed over while running")
+        hand_over(openbao, person_token(vault_client, vault_prefix), vault_prefix,
+                  {"private_key": ui_file, "title": "handed over while running"})
+        assert daemon.wait_for(lambda e: e.get("event") == "key.adopted", 20), daemon.text()
+        daemon.popen.send_signal(signal.SIGTERM)
+        assert daemon.finish(timeout=15) == 0
+    finally:
+        daemon.kill()
+    (adopted,) = [e for e in daemon.events() if e.get("event") == "key.adopted"]
+    assert adopted["key_id"] == keys.load_private(ui_file).key_id
+    assert adopted["title"] == "handed over while running"  # no rotation asked for a title
+    consumer = vault_store.read("alpha/ssh-key")
+    assert consumer is not None and consumer.data is not None
+    assert sdk_authenticates(sandbox.url, str(consumer.data["private_key"]))
+    assert not [e for e in daemon.events() if e.get("event") in ("check.failed",
+                                                                  "key.intake_failed")]
+    assert ui_file.strip() not in daemon.text()
+    daemon.assert_all_json()

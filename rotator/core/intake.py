@@ -7,8 +7,9 @@ text). Handing that file over is the second way to answer ``key.registration_req
 an admin made in an emergency in service. It comes in two ways, one path through:
 
 - ``rotator adopt NAME --private-key-file F`` calls :func:`receive` with the file's text;
-- a person writes it to Vault at ``{prefix}/{NAME}/incoming``, field ``private_key``, and
-  the daemon takes it at the start of its next check (:func:`take_incoming`).
+- a person writes it to Vault at ``{prefix}/{NAME}/incoming``, field ``private_key`` (and,
+  optionally, ``title``), and the daemon takes it at the start of its next check
+  (:func:`take_incoming`).
 
 The key must be an unencrypted Ed25519 OpenSSH key, authenticate at Encord (a signed
 whoami), be a key of the account (with the api registrar, Encord lists it; the manual one
@@ -47,6 +48,8 @@ KIND = "ssh-key"
 """The kind an adopted key becomes (as for ``rotator bootstrap``): what consumers read."""
 INCOMING = "incoming"
 FIELD = "private_key"
+TITLE_FIELD = "title"
+"""Optional, next to ``private_key``: the title typed in the UI, as ``rotator adopt --title``."""
 
 REASONS = (
     "no_private_key",
@@ -175,9 +178,11 @@ def take_incoming(ctx: AccountContext) -> str | None:
     if newest is None or newest.data is None:
         return None
     text = newest.data.get(FIELD)
+    title = newest.data.get(TITLE_FIELD)
     answer: Adopted | IntakeRejected
     if isinstance(text, str) and text.strip():
-        answer = receive(ctx, text, source="incoming")
+        named = title.strip()[:200] if isinstance(title, str) and title.strip() else None
+        answer = receive(ctx, text, source="incoming", title=named)
     else:
         answer = IntakeRejected("no_private_key", f"no '{FIELD}' field holding a key")
         log.warning("key.intake_rejected", kind=KIND, source="incoming",
