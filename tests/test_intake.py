@@ -30,6 +30,7 @@ from rotator.core.policy import Policy
 from rotator.core.transitions import ceil_second
 from rotator.core.vocab import Account
 from rotator.dev.openbao import OpenBaoDev
+from rotator.runtime.render import short_id
 from tests.e2e import base_env, rotator_cli, sdk_authenticates
 from tests.fixtures_sandbox import MakeSandbox, SandboxHandle
 from tests.secret_scan import assert_no_secrets, remember
@@ -316,8 +317,10 @@ def test_rotator_adopt_in_manual_mode_says_what_it_did_and_refuses_bad_files(
 
     code, out, err = rotator_cli(["adopt", "alpha", "--private-key-file", str(key_file)], env)
     assert code == 0, err[-2000:]
-    assert out.startswith(f"alpha: adopted key '{pending.title}' (key id {new_id})"), out
-    assert f"previous key 'bootstrap' (key id {old.key_id}) stays valid until" in out
+    assert out.startswith(f"alpha: adopted key '{pending.title}' ({short_id(new_id)}) as the "
+                          "current ssh-key"), out
+    assert f"previous key 'bootstrap' ({short_id(old.key_id)}) keeps working until" in out
+    assert out.rstrip().endswith("then rotator asks you to delete it"), out
     assert '"event": "key.adopted"' in err and ui_file.strip() not in out + err
     ks = engine.load_state().kind("ssh-key")
     assert ks.current is not None and ks.current.key_id == new_id and ks.pending is None

@@ -14,6 +14,7 @@ from rotator.cli.base import Command, add_account_argument, engine_for
 from rotator.cli.keys import read_key_file
 from rotator.core import intake
 from rotator.runtime.config import Settings
+from rotator.runtime.render import short_id, when
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         help="the title typed in the UI, when no key.registration_required gave one "
         "(manual registrar only: with the api registrar Encord's own title is used)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON document instead of a sentence")
+    p.add_argument("--json", action="store_true", help="one JSON line instead of a sentence")
 
 
 def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
@@ -44,19 +45,21 @@ def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
             args.json,
             {"event": "adopt.rejected", "account": name, "reason": answer.reason,
              "error": str(answer)},
-            f"{name}: key not adopted ({answer.reason}): {answer}. Nothing was changed.",
+            f"{name}: key not adopted ({answer.reason}): {answer}; nothing was changed",
         )
         return 1 if answer.encord_refused else 2
     record, old = answer.record, answer.replaced
-    retires = old.retire_after.isoformat() if old and old.retire_after else None
+    retires = old.retire_after if old is not None else None
     sentence = (
-        f"{name}: adopted key '{record.title}' (key id {record.key_id}) as the current "
-        f"ssh-key; consumers reading Vault get it now (version {answer.vault_version})."
+        f"{name}: adopted key '{record.title}' ({short_id(record.key_id)}) as the current "
+        f"{intake.KIND} (expires {record.expires_at.date().isoformat()}); consumers reading "
+        "Vault get it now"
     )
-    if old is not None:
+    if old is not None and retires is not None:
+        then = "asks you to delete it" if settings.registrar == "manual" else "revokes it"
         sentence += (
-            f" The previous key '{old.title}' (key id {old.key_id}) stays valid until "
-            f"{retires}, then is revoked."
+            f"; the previous key '{old.title}' ({short_id(old.key_id)}) keeps working until "
+            f"{when(retires)}, then rotator {then}"
         )
     _say(
         args.json,
@@ -68,7 +71,7 @@ def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
             "title": record.title,
             "vault_version": answer.vault_version,
             "old_key_id": old.key_id if old else None,
-            "old_key_retires_at": retires,
+            "old_key_retires_at": retires.isoformat() if retires else None,
             "dropped_key_id": answer.dropped_key_id,
             "retired_key_id": answer.retired_key_id,
         },
@@ -78,6 +81,7 @@ def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _say(as_json: bool, document: dict[str, object], sentence: str) -> None:
+    """The result on stdout: ``document`` as JSON with ``--json``, else ``sentence``."""
     print(json.dumps(document) if as_json else sentence)
 
 

@@ -34,6 +34,7 @@ from rotator.adapters.lease import LEASE_NAME
 from rotator.adapters.vault import TokenInfo, VaultStore
 from rotator.adapters.vault.introspect import capabilities, token_self
 from rotator.core.errors import AccessDenied, ConfigError, RotatorError, StoreUnavailable
+from rotator.core.intake import INCOMING
 from rotator.core.state import STATE_NAME
 from rotator.core.vocab import BEARER
 from rotator.runtime.config import Settings, format_duration
@@ -191,6 +192,10 @@ def needed_capabilities(store: VaultStore, settings: Settings) -> dict[str, tupl
             rel = "/".join(p for p in (store.prefix, account.name, name) if p)
             need[f"{store.mount}/data/{rel}"] = tuple(sorted(_KV_WRITE))
             need[f"{store.mount}/destroy/{rel}"] = ("update",)
+        # A key a person hands over (core/intake.py): read, then every version destroyed.
+        rel = "/".join(p for p in (store.prefix, account.name, INCOMING) if p)
+        need[f"{store.mount}/data/{rel}"] = ("read",)
+        need[f"{store.mount}/destroy/{rel}"] = ("update",)
     return need
 
 
