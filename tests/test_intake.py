@@ -24,7 +24,7 @@ from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.encord.signing import EncordAuth
 from rotator.adapters.vault import VaultStore, connect
 from rotator.core import keys
-from rotator.core.admin import bootstrap
+from rotator.core.admin import bootstrap, pause, resume
 from rotator.core.engine import Engine
 from rotator.core.policy import Policy
 from rotator.core.transitions import ceil_second
@@ -215,9 +215,9 @@ def test_bad_incoming_keys_are_rejected_cleared_and_change_nothing(
     sandbox: SandboxHandle,
 ) -> None:
     """Not Ed25519, garbage, a key Encord does not know, the current key again, no
-    ``private_key`` field: each gives ``key.intake_rejected`` with its reason (never the key
-    text), its versions are destroyed, and the record and the consumer path stay as they
-    were."""
+    ``private_key`` field, a good key while the account is paused: each gives
+    ``key.intake_rejected`` with its reason (never the key text), its versions are
+    destroyed, and the record and the consumer path stay as they were."""
     clock = Clock()
     engine = make_engine(vault_store, sandbox.url, clock, manual=True)
     current = sandbox.bootstrap_key_file.read_text()
@@ -251,6 +251,22 @@ def test_bad_incoming_keys_are_rejected_cleared_and_change_nothing(
             assert value.strip() not in text
         assert_no_secrets(text, f"logs of a rejected {reason} key")
     assert len(sandbox.sandbox.keys("alpha")) == 1
+
+    # A paused account changes no key: a good key is refused too, and adopted once resumed.
+    pause(engine.context, by="tester@host", reason="audit")
+    ui_file = sandbox.sandbox.create_key_in_ui("alpha", "while paused")
+    before_consumer = vault_store.read("alpha/ssh-key")
+    written = hand_over(openbao, token, vault_prefix, {"private_key": ui_file})
+    with capture_logs() as logs:
+        assert "intake_rejected" in engine.check().outcomes
+    (rejected,) = events(logs, "key.intake_rejected")
+    assert rejected["reason"] == "paused" and "rotator resume alpha" in rejected["error"]
+    assert vault_store.read("alpha/ssh-key") == before_consumer
+    assert_incoming_destroyed(vault_client, vault_prefix, written)
+    resume(engine.context, by="tester@host")
+    hand_over(openbao, token, vault_prefix, {"private_key": ui_file, "title": "while paused"})
+    assert "adopted" in engine.check().outcomes
+    assert_no_secrets(repr(SEEN), "logs")
 
 
 def test_a_pending_key_registered_as_well_retires_at_once(

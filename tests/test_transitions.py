@@ -163,7 +163,7 @@ def plan_revokes(state: AccountState, kind: str, at: datetime, key_id: str) -> b
               for k in (ks.current, *ks.retiring) if k is not None]
     policy = Policy(key_ttl=timedelta(days=90), rotate_before=timedelta(days=14),
                     grace=timedelta(hours=1), key_cap=50, kinds=(), bearer=False)
-    snap = Snapshot("alpha", state, tuple(remote))
+    snap = Snapshot("alpha", replace(state, paused=None), tuple(remote))  # intake: not paused
     return any(isinstance(a, Revoke) and a.key.key_id == key_id for a in plan(snap, policy, at))
 
 

@@ -47,7 +47,7 @@ def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
              "error": str(answer)},
             f"{name}: key not adopted ({answer.reason}): {answer}; nothing was changed",
         )
-        return 1 if answer.encord_refused else 2
+        return answer.exit_code
     record, old = answer.record, answer.replaced
     retires = old.retire_after if old is not None else None
     sentence = (

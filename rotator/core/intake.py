@@ -14,11 +14,12 @@ an admin made in an emergency in service. It comes in two ways, one path through
 The key must be an unencrypted Ed25519 OpenSSH key, authenticate at Encord (a signed
 whoami), be a key of the account (with the api registrar, Encord lists it; the manual one
 cannot list, so authenticating is all it can prove), and be neither the current key nor a
-retiring one. It is then promoted like a rotation's new key: the newest version of the
-ssh-key consumer path, then the state record, where the previous key starts its grace and
-the rotation in flight, if any, ends (:func:`rotator.core.transitions.adopted`). A key that
-fails any check is refused with :class:`IntakeRejected` (its reason, never its text), and
-nothing else changes.
+retiring one; and the account must not be paused (``rotator pause``: no key changes). It is
+then promoted like a rotation's new key: the newest version of the ssh-key consumer path,
+then the state record, where the previous key starts its grace and the rotation in flight,
+if any, ends (:func:`rotator.core.transitions.adopted`). A key that fails any check is
+refused with :class:`IntakeRejected` (its reason, never its text), and nothing else
+changes.
 
 Either way the incoming path is then cleared: every version of it that holds data is
 destroyed (``{mount}/destroy/...``), not soft-deleted, so no readable version keeps a
@@ -59,6 +60,7 @@ REASONS = (
     "retiring_key",
     "does_not_authenticate",
     "not_this_account",
+    "paused",
 )
 """Why a key is refused (the ``reason`` of ``key.intake_rejected``)."""
 
@@ -72,9 +74,10 @@ class IntakeRejected(PermanentError):
         self.reason = reason
 
     @property
-    def encord_refused(self) -> bool:
-        """Encord, not the file, said no (the CLI exits 1 for these, 2 for the others)."""
-        return self.reason in ("does_not_authenticate", "not_this_account")
+    def exit_code(self) -> int:
+        """What ``rotator adopt`` exits with: 1 when Encord refused the key or the account is
+        paused, 2 when the file is wrong (bad input)."""
+        return 1 if self.reason in ("does_not_authenticate", "not_this_account", "paused") else 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,12 @@ def adopt(ctx: AccountContext, text: str, *, title: str | None = None) -> Adopte
     if any(k.key_id == kp.key_id for k in ks.retiring):
         raise IntakeRejected(
             "retiring_key", f"key {kp.key_id[:12]}... is a retiring key, to be revoked"
+        )
+    if state.paused is not None:
+        raise IntakeRejected(
+            "paused",
+            f"account '{ctx.account.name}' is paused: no key changes until "
+            f"'rotator resume {ctx.account.name}'",
         )
     pending = ks.pending
     now = ctx.clock()
