@@ -75,9 +75,11 @@ def wait_for_vault(store: VaultStore, deadline: float = STARTUP_DEADLINE) -> Non
 
 
 def make_factory(settings: Settings) -> RegistryFactory:
-    """Encord registries for the engines: key management over the API, or by a person."""
+    """Encord registries for the engines: key management over the API, or by a person;
+    each account's at its own domain (region) when it names one, else at ENCORD_DOMAIN."""
     return registry_factory(
         settings.encord_domain,
+        domains={a.hash: a.domain for a in settings.accounts if a.domain},
         timeout=httpx.Timeout(10.0, connect=5.0),
         manual=settings.registrar == "manual",
         pooled=True,
