@@ -98,8 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             log.error("config.invalid", problem=problem)
         return 2
-    for secret in settings.vault.secret_values:
-        logs.register_secret(secret)
+    from rotator.runtime.wiring import register_settings_secrets
+
+    register_settings_secrets(settings)  # the Vault credentials, the notify URL
     return _run(command, settings, args)
 
 

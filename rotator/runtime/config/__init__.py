@@ -102,6 +102,7 @@ def settings_summary(s: Settings) -> dict[str, object]:
         "max_concurrency": s.max_concurrency,
         "registrar": s.registrar,
         "allow_insecure_http": s.allow_insecure_http,
+        "notify": s.notify_url.shown if s.notify_url else None,
     }
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
+from rotator.adapters.notify import NotifyTarget
 from rotator.adapters.vault.settings import VaultSettings
 from rotator.core.vocab import KEY_KINDS, Account, Credential, KeyKind
 from rotator.core.window import RotationWindow
@@ -111,6 +112,11 @@ class Settings:
     token, bearer tokens and generated private keys would cross the network in clear, and
     signed Encord requests (no nonce) could be replayed; only a closed test network (compose)
     should turn it on."""
+
+    notify_url: NotifyTarget | None = None
+    """``ROTATOR_NOTIFY_URL``: where to post a small JSON message (Slack-compatible ``text``
+    plus fields) when a person is needed. None (the default): no messages, the logs say it
+    all. A secret (a webhook's path is its credential): only its scheme and host are shown."""
 
     def __post_init__(self) -> None:
         if not self.instance:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from rotator.adapters.notify import parse_notify_url
 from rotator.adapters.vault.auth import AUTH_METHODS, LOGINS
 from rotator.adapters.vault.settings import VaultSettings
 from rotator.core.vocab import CREDENTIALS, KEY_KINDS
@@ -174,6 +175,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ROTATOR_DRY_RUN", "ops", "decide and log, change nothing", "dry_run", parse_bool),
     Variable("ROTATOR_HTTP_ADDR", "ops", "health and metrics listener, host:port",
              "http", parse_http_addr),
+    Variable("ROTATOR_NOTIFY_URL", "ops",
+             "post a JSON message (Slack-compatible) here when a person is needed",
+             "notify_url", parse_notify_url, shown="none (no messages)", secret=True),
     Variable("ROTATOR_ALLOW_INSECURE_HTTP", "ops",
              "accept plain http:// to a non-loopback Vault or Encord (test networks only)",
              "allow_insecure_http", parse_bool),
