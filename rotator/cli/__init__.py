@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import structlog
 
 from rotator import __version__
-from rotator.cli import controls, daemon, dev, doctor, keys, reports
+from rotator.cli import controls, daemon, dev, doctor, keys, reports, revoke
 from rotator.cli.base import Command, Parser, log_format
 from rotator.cli.daemon import ENV_HELP
 from rotator.cli.reports import status_of
@@ -39,6 +39,7 @@ COMMANDS: tuple[Command, ...] = (
     daemon.RUN,
     keys.BOOTSTRAP,
     keys.ROTATE,
+    revoke.REVOKE,
     controls.PAUSE,
     controls.RESUME,
     reports.PLAN,

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from rotator.core import bearer, cleanup, purge, rotation
+from rotator.core import bearer, cleanup, compromise, purge, rotation
 from rotator.core.context import AccountContext, Run
 from rotator.core.errors import AccessDenied, TransientError
 from rotator.core.holds import Deferred, Paused
@@ -229,8 +229,16 @@ class Engine:
                 )
                 result.outcomes.append("not_bootstrapped")
                 return result
-            force = force | run.state.requested
+            if run.state.compromised and not dry_run:
+                # Before planning: a leaked key in flight is never resumed into use.
+                result.outcomes += compromise.settle(run)
+            leaked = compromise.to_rotate(run.state)
+            force = force | run.state.requested | leaked
             actions = plan(self._snapshot(run), self.policy, self.clock(), force=force)
+            if leaked and run.state.paused is not None:
+                actions = compromise.while_paused(
+                    self._snapshot(run), self.policy, self.clock(), leaked
+                ) + actions
             result.actions = actions
             if dry_run:
                 log.info("plan.decided", dry_run=True, actions=describe(actions))
@@ -252,6 +260,8 @@ class Engine:
                         result.outcomes.append(outcome)
                     if isinstance(action, Wait):
                         result.next_due = action.until
+                if run.state.compromised and not stopped:
+                    result.outcomes += compromise.settle(run)  # a leaked key just rotated out
             finally:
                 self._purge_pending = self._purge_pending or run.purge_due
             if run.purge_due and not stopped:
