@@ -89,6 +89,7 @@ account_states = st.builds(
     version=st.integers(0, 1000),
     requested=st.frozensets(st.sampled_from(KEY_KINDS)),
     paused=st.none() | st.builds(PauseRecord, at=times, by=text, reason=st.none() | text),
+    compromised=st.frozensets(ids, max_size=2),
 )
 
 # Instants as a clock gives them (microseconds and all), and grace periods.

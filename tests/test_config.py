@@ -541,7 +541,9 @@ def test_settings_summary_is_json_safe_and_has_no_token() -> None:
     assert summary["key_ttl"] == "90d"
     assert summary["lease_ttl"] == "16m30s"
     assert summary["credentials"] == ["ssh-key", "api-key"]
-    assert summary["accounts"] == [{"name": "ml", "hash": "sa-hash-1"}]
+    assert summary["accounts"] == [
+        {"name": "ml", "hash": "sa-hash-1", "domain": "https://api.encord.com"}
+    ]
     assert summary["http_addr"] == "0.0.0.0:8080"
     assert json.loads(text) == summary
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import structlog
 
 from rotator import __version__
-from rotator.cli import controls, daemon, dev, doctor, intake, keys, reports
+from rotator.cli import controls, daemon, dev, doctor, intake, keys, reports, revoke
 from rotator.cli.base import Command, Parser, log_format
 from rotator.cli.daemon import ENV_HELP
 from rotator.cli.reports import status_of
@@ -40,6 +40,7 @@ COMMANDS: tuple[Command, ...] = (
     keys.BOOTSTRAP,
     keys.ROTATE,
     intake.ADOPT,
+    revoke.REVOKE,
     controls.PAUSE,
     controls.RESUME,
     reports.PLAN,
@@ -99,8 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             log.error("config.invalid", problem=problem)
         return 2
-    for secret in settings.vault.secret_values:
-        logs.register_secret(secret)
+    from rotator.runtime.wiring import register_settings_secrets
+
+    register_settings_secrets(settings)  # the Vault credentials, the notify URL
     return _run(command, settings, args)
 
 

@@ -35,6 +35,14 @@ def delete_key(run: Run, key: KeyRecord | RemoteKey, *, kind: str | None) -> boo
             account_hash=run.account.hash,
             hint=answer.hint,
         )
+        run.context.tell(
+            "key.revocation_required",
+            kind=kind,
+            key_id=key.key_id,
+            title=key.title,
+            public_key=key.public_key,
+            hint=answer.hint,
+        )
         return False
     run.remote.pop(key.key_id, None)
     return True

@@ -11,15 +11,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
+
+import structlog
 
 from rotator.core import keys
 from rotator.core.errors import CorruptState, KeyFormatError
 from rotator.core.keys import KeyPair
 from rotator.core.policy import Policy
-from rotator.core.ports import Registry, RegistryFactory, SecretStore, VersionedData
+from rotator.core.ports import (
+    NO_NOTICES,
+    Notices,
+    Registry,
+    RegistryFactory,
+    SecretStore,
+    VersionedData,
+)
 from rotator.core.purge import live_keys
 from rotator.core.state import STATE_NAME, AccountState, KeyRecord, from_dict, to_dict
 from rotator.core.vocab import Account, RemoteKey, rfc3339
+
+log = structlog.get_logger("rotator.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +43,17 @@ class AccountContext:
     registry_factory: RegistryFactory
     policy: Policy
     clock: Callable[[], datetime]
+    notices: Notices = NO_NOTICES
+    """Who to tell when a person is needed (``ROTATOR_NOTIFY_URL``); by default no one."""
+
+    def tell(self, event: str, **fields: Any) -> None:
+        """Tell a person about ``event`` of this account (:class:`Notices`). The log line of
+        the event is written by the caller; a notifier that fails anyway is logged by type
+        only, and the check goes on: a notice never stops a rotation."""
+        try:
+            self.notices.notify(event, account=self.account.name, **fields)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the rotation comes first
+            log.error("notify.crashed", notify_event=event, error_type=type(exc).__name__)
 
     def rel(self, name: str) -> str:
         """A path of this account, relative to the store's prefix."""

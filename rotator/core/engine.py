@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from rotator.core import bearer, cleanup, intake, purge, rotation
+from rotator.core import bearer, cleanup, compromise, intake, purge, rotation
 from rotator.core.context import AccountContext, Run
 from rotator.core.errors import AccessDenied, RotatorError, TransientError
 from rotator.core.holds import Deferred, Paused
@@ -50,9 +50,9 @@ from rotator.core.policy import (
     describe,
     plan,
 )
-from rotator.core.ports import RegistryFactory, SecretStore, VersionedData
+from rotator.core.ports import NO_NOTICES, Notices, RegistryFactory, SecretStore, VersionedData
 from rotator.core.state import AccountState
-from rotator.core.vocab import Account
+from rotator.core.vocab import Account, rfc3339
 
 log = structlog.get_logger("rotator.engine")
 
@@ -74,6 +74,31 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def expiring_soon(run: Run) -> None:
+    """Warn of each current key with less than a quarter of ROTATOR_ROTATE_BEFORE left
+    (3.5 days by default): rotations have not succeeded for most of the margin, and consumers
+    fail when it runs out. ``key.expiring_soon`` at every check, and a person is told."""
+    now = run.now()
+    for kind, held in sorted(run.state.kinds.items()):
+        current = held.current
+        if current is None or current.expires_at - now >= run.policy.rotate_before / 4:
+            continue
+        log.warning(
+            "key.expiring_soon",
+            kind=kind,
+            key_id=current.key_id,
+            expires_at=rfc3339(current.expires_at),
+        )
+        run.context.tell(
+            "key.expiring_soon",
+            kind=kind,
+            key_id=current.key_id,
+            title=current.title,
+            expires_at=current.expires_at,
+            hint="see why rotations fail: rotator status, and the rotation.finished lines",
+        )
+
+
 class Engine:
     """Runs checks for one account. Not thread-safe: the daemon runs one check at a time each."""
 
@@ -90,16 +115,19 @@ class Engine:
         verify_attempts: int = 5,
         verify_delay: float = 0.5,
         consumer_recheck: timedelta = timedelta(0),
+        notices: Notices = NO_NOTICES,
     ) -> None:
         """``consumer_recheck``: how often an idle check re-reads the consumer paths to catch
         a hand-edited newest version (0: every check). A check with a rotation in flight
-        always reads them, and a promotion always reads the version it replaces."""
+        always reads them, and a promotion always reads the version it replaces.
+        ``notices``: who to tell when a person is needed (:class:`Notices`)."""
         self.context = AccountContext(
             account=account,
             store=store,
             registry_factory=registry_factory,
             policy=policy,
             clock=clock,
+            notices=notices,
         )
         self.hook = hook or (lambda step: None)
         self.verify = rotation.Verifier(attempts=verify_attempts, delay=verify_delay, sleep=sleep)
@@ -205,8 +233,16 @@ class Engine:
                 )
                 result.outcomes.append("not_bootstrapped")
                 return result
-            force = force | run.state.requested
+            if run.state.compromised and not dry_run:
+                # Before planning: a leaked key in flight is never resumed into use.
+                result.outcomes += compromise.settle(run)
+            leaked = compromise.to_rotate(run.state)
+            force = force | run.state.requested | leaked
             actions = plan(self._snapshot(run), self.policy, self.clock(), force=force)
+            if leaked and run.state.paused is not None:
+                actions = compromise.while_paused(
+                    self._snapshot(run), self.policy, self.clock(), leaked
+                ) + actions
             result.actions = actions
             if dry_run:
                 log.info("plan.decided", dry_run=True, actions=describe(actions))
@@ -228,10 +264,13 @@ class Engine:
                         result.outcomes.append(outcome)
                     if isinstance(action, Wait):
                         result.next_due = action.until
+                if run.state.compromised and not stopped:
+                    result.outcomes += compromise.settle(run)  # a leaked key just rotated out
             finally:
                 self._purge_pending = self._purge_pending or run.purge_due
             if run.purge_due and not stopped:
                 self._purge(run)  # this check let a key go
+            expiring_soon(run)
             self._left_version = run.state.version
             result.keys_held = len(run.remote)
             result.rotations += run.rotations

@@ -75,3 +75,35 @@ class SecretStore(Protocol):
         """Destroy the data of these versions for good (the path and its other versions
         stay; a version destroyed already is no error)."""
         ...
+
+
+class Notices(Protocol):
+    """Telling a person about an event that needs one (``ROTATOR_NOTIFY_URL``): a registration
+    or revocation a person must make, a failed or blocked rotation, a key expiring soon.
+
+    ``notify`` must return at once and never raise: a notice never holds up or fails a
+    rotation. Fields are public facts only (names, key ids, titles, public lines); the
+    adapter refuses anything shaped like a secret."""
+
+    def notify(
+        self,
+        event: str,
+        *,
+        account: str,
+        kind: str | None = None,
+        key_id: str | None = None,
+        title: str | None = None,
+        public_key: str | None = None,
+        hint: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> object: ...
+
+
+class NoNotices:
+    """No one to tell (``ROTATOR_NOTIFY_URL`` unset): every notice is dropped."""
+
+    def notify(self, event: str, **fields: object) -> None:
+        return None
+
+
+NO_NOTICES: Notices = NoNotices()

@@ -138,6 +138,7 @@ def blocked(run: Run, action: Blocked) -> str:
     log.warning(f"rotation.{action.reason}", kind=action.kind, detail=action.detail)
     if action.reason == "blocked_by_cap":
         run.rotations.append((action.kind, action.reason))
+        run.context.tell("rotation.blocked_by_cap", kind=action.kind, hint=one_line(action.detail))
     new = transitions.blocked(
         run.state, action.kind, action.reason, detail=action.detail, at=run.now()
     )
@@ -192,24 +193,38 @@ def _register(run: Run, kind: str, pending: Pending, started: float | None) -> P
                 error=str(exc),
             )
         if isinstance(answer, AwaitingPerson):
-            # The intent stays recorded; every check asks again, and the listing (a signed
-            # whoami with the new key) shows when a person has added it. Or the person
-            # creates a key in the UI under the same title and hands it over (key intake).
-            log.warning(
-                "key.registration_required",
-                kind=kind,
-                key_id=pending.key_id,
-                public_key=pending.public_key,
-                title=pending.title,
-                account_hash=run.account.hash,
-                hint=answer.hint,
-                or_hand_over=handover_hint(run.account.name),
-            )
-            return "awaiting_registration"
+            return _ask_to_register(run, kind, pending, answer)
         held = answer
         run.hook("after_register")
         run.remote[held.key.key_id] = held.key
     return _record_registered(run, kind, held)
+
+
+def _ask_to_register(run: Run, kind: str, pending: Pending, answer: AwaitingPerson) -> str:
+    """A person must add the key. The intent stays recorded; every check asks again, and the
+    listing (a signed whoami with the new key) shows when a person has added it. Or the
+    person creates a key in the UI under the same title and hands it over (key intake)."""
+    handover = handover_hint(run.account.name)
+    log.warning(
+        "key.registration_required",
+        kind=kind,
+        key_id=pending.key_id,
+        public_key=pending.public_key,
+        title=pending.title,
+        account_hash=run.account.hash,
+        hint=answer.hint,
+        or_hand_over=handover,
+    )
+    run.context.tell(
+        "key.registration_required",
+        kind=kind,
+        key_id=pending.key_id,
+        title=pending.title,
+        public_key=pending.public_key,
+        hint=f"{answer.hint}; or create a key in the UI under this title and hand it over: "
+        f"{handover}",
+    )
+    return "awaiting_registration"
 
 
 def _record_registered(run: Run, kind: str, held: Held) -> Pending:
@@ -282,6 +297,11 @@ def _promoted(
     return outcome
 
 
+def one_line(text: str | None, limit: int = 300) -> str | None:
+    """``text`` as one short line for a person's message (None stays None)."""
+    return " ".join(text.split())[:limit] or None if text else None
+
+
 def _finish(
     run: Run,
     kind: str,
@@ -299,6 +319,9 @@ def _finish(
     last = LastRun(outcome=outcome, at=run.now(), reason=reason, key_id=key_id, error=error)
     run.save(transitions.finish(run.state if base is None else base, kind, last))
     run.rotations.append((kind, outcome))
+    if outcome in ("failed", "blocked_by_cap"):
+        event = "rotation.failed" if outcome == "failed" else "rotation.blocked_by_cap"
+        run.context.tell(event, kind=kind, key_id=key_id, hint=one_line(error))
     level = "info" if outcome == "rotated" else "warning"
     getattr(log, level)(
         "rotation.finished",

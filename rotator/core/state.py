@@ -132,6 +132,9 @@ class AccountState:
     version: int = 0
     requested: frozenset[str] = frozenset()  # kinds `rotator rotate` asked the holder to rotate
     paused: PauseRecord | None = None  # `rotator pause`: ask `state.paused is not None`
+    compromised: frozenset[str] = frozenset()
+    """Key ids reported leaked (``rotator revoke``) and not yet revoked: see
+    :mod:`rotator.core.compromise`."""
 
     def kind(self, kind: str) -> KindState:
         return self.kinds.get(kind, KindState())
@@ -224,6 +227,8 @@ def to_dict(state: AccountState) -> dict[str, Any]:
     if state.paused is not None:
         p = state.paused
         out["paused"] = {"at": rfc3339(p.at), "by": p.by, "reason": p.reason}
+    if state.compromised:
+        out["compromised"] = sorted(state.compromised)
     return out
 
 
@@ -313,6 +318,7 @@ def from_dict(data: Mapping[str, Any] | None, version: int, *, account: str) -> 
         version=version,
         requested=_requested_from(r, root),
         paused=paused,
+        compromised=_compromised_from(r, root),
     )
 
 
@@ -382,6 +388,13 @@ def _requested_from(r: _Reader, root: Mapping[str, Any]) -> frozenset[str]:
     raw = root.get("requested", [])
     if not isinstance(raw, list) or any(k not in KEY_KINDS for k in raw):
         raise r.fail("'requested' must be a list of key kinds")
+    return frozenset(raw)
+
+
+def _compromised_from(r: _Reader, root: Mapping[str, Any]) -> frozenset[str]:
+    raw = root.get("compromised", [])
+    if not isinstance(raw, list) or not all(isinstance(k, str) and k for k in raw):
+        raise r.fail("'compromised' must be a list of key ids")
     return frozenset(raw)
 
 

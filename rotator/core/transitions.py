@@ -188,3 +188,13 @@ def paused(state: AccountState, pause: PauseRecord) -> AccountState:
 def resumed(state: AccountState) -> AccountState:
     """``rotator resume``: the account's keys are rotator's to change again."""
     return replace(state, paused=None)
+
+
+def compromised(state: AccountState, key_id: str) -> AccountState:
+    """``rotator revoke`` reports ``key_id`` leaked: whoever holds the account revokes it."""
+    return replace(state, compromised=state.compromised | {key_id})
+
+
+def compromise_settled(state: AccountState, key_id: str) -> AccountState:
+    """The leaked key is out of the record and revoked (or a person was asked to)."""
+    return replace(state, compromised=state.compromised - {key_id})

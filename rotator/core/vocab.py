@@ -29,6 +29,9 @@ class Account:
     """Our name for it: the path segment under the Vault prefix (``encord/<name>/ssh-key``)."""
     hash: str
     """Encord's service-account hash, the ``{sa}`` in ``/service-accounts/{sa}/keys``."""
+    domain: str | None = None
+    """The Encord API base the account lives at (its region, e.g.
+    ``https://api.us.encord.com``); None: the deployment's ``ENCORD_DOMAIN``."""
 
 
 class Outcome(StrEnum):

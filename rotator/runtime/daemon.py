@@ -39,7 +39,7 @@ from rotator.adapters.lease import CHECK_SHARE, replica_id
 from rotator.adapters.vault import VaultStore
 from rotator.core.engine import CheckResult
 from rotator.core.errors import ConfigError
-from rotator.core.ports import RegistryFactory
+from rotator.core.ports import NO_NOTICES, RegistryFactory
 from rotator.runtime.checks import CheckRunner, stoppable_sleep
 from rotator.runtime.config import Settings, settings_summary
 from rotator.runtime.endpoints import OpsServer
@@ -49,12 +49,16 @@ from rotator.runtime.wiring import (
     make_factory,
     make_leases,
     make_metrics,
+    make_notifier,
     open_store,
 )
 
 __all__ = ["Daemon", "stop_on_signals", "watch_jobs"]
 
 log = structlog.get_logger("rotator.daemon")
+
+NOTIFY_DRAIN = 3.0
+"""Seconds a stopping daemon gives queued messages to a person (within the 10 s promise)."""
 
 
 def _scheduler(max_workers: int) -> BackgroundScheduler:
@@ -134,12 +138,15 @@ class Daemon:
         # account. A dry run writes nothing, leases included.
         self.replica = replica_id()
         self.leases = make_leases(settings, self.store, holder=self.replica)
+        # Messages to a person go out on the notifier's own thread: never in a check's way.
+        self.notifier = make_notifier(settings)
         self.engines = make_engines(
             settings,
             self.store,
             self.factory,
             sleep=stoppable_sleep(self.stopping),
             leases=None if settings.dry_run else self.leases,
+            notices=self.notifier or NO_NOTICES,
         )
         self.health = {name: AccountHealth() for name in self.engines}
         self.metrics = make_metrics(settings)
@@ -293,6 +300,8 @@ class Daemon:
         close = getattr(self.factory, "close", None)
         if callable(close):
             close()  # pooled Encord connections
+        if self.notifier is not None:
+            self.notifier.close(timeout=NOTIFY_DRAIN)  # messages queued get a moment to go out
         self.ops.stop()
         log.info("daemon.stopped")
 

@@ -17,12 +17,13 @@ import httpx
 
 from rotator.adapters.encord.registry import registry_factory
 from rotator.adapters.lease import FencedStore, Lease, fenced_registries
+from rotator.adapters.notify import Notifier
 from rotator.adapters.vault import VaultSession, VaultStore
 from rotator.adapters.vault.clock import VAULT_CLOCK
 from rotator.core.engine import Engine
 from rotator.core.errors import StoreUnavailable
 from rotator.core.policy import Policy
-from rotator.core.ports import RegistryFactory, SecretStore
+from rotator.core.ports import NO_NOTICES, Notices, RegistryFactory, SecretStore
 from rotator.core.vocab import BEARER
 from rotator.runtime import logs
 from rotator.runtime.config import Settings
@@ -75,9 +76,11 @@ def wait_for_vault(store: VaultStore, deadline: float = STARTUP_DEADLINE) -> Non
 
 
 def make_factory(settings: Settings) -> RegistryFactory:
-    """Encord registries for the engines: key management over the API, or by a person."""
+    """Encord registries for the engines: key management over the API, or by a person;
+    each account's at its own domain (region) when it names one, else at ENCORD_DOMAIN."""
     return registry_factory(
         settings.encord_domain,
+        domains={a.hash: a.domain for a in settings.accounts if a.domain},
         timeout=httpx.Timeout(10.0, connect=5.0),
         manual=settings.registrar == "manual",
         pooled=True,
@@ -91,9 +94,10 @@ def make_engines(
     *,
     sleep: Callable[[float], None] = time.sleep,
     leases: Mapping[str, Lease] | None = None,
+    notices: Notices = NO_NOTICES,
 ) -> dict[str, Engine]:
     """One engine per account; with ``leases``, each engine's writes to Vault and changes at
-    Encord are fenced by its account's lease."""
+    Encord are fenced by its account's lease; ``notices`` tells a person what needs one."""
     policy = policy_from(settings)
     return {
         a.name: Engine(
@@ -105,9 +109,18 @@ def make_engines(
             # An idle check re-reads the consumer paths (to catch hand edits) every tenth
             # interval or 15 minutes, whichever is sooner, not every time.
             consumer_recheck=min(10 * settings.check_interval, timedelta(minutes=15)),
+            notices=notices,
         )
         for a in settings.accounts
     }
+
+
+def make_notifier(settings: Settings) -> Notifier | None:
+    """The sender of messages to ``ROTATOR_NOTIFY_URL`` (None when unset): bounded in time,
+    retried a little, on a thread of its own. Close it at shutdown."""
+    if settings.notify_url is None:
+        return None
+    return Notifier(settings.notify_url)
 
 
 def make_leases(settings: Settings, store: SecretStore, *, holder: str) -> dict[str, Lease]:
@@ -133,3 +146,5 @@ def register_settings_secrets(settings: Settings) -> None:
     """Tell the log redactor the secret values this process was given."""
     for value in settings.vault.secret_values:
         logs.register_secret(value)
+    if settings.notify_url is not None:  # a webhook's path is its credential
+        logs.register_secret(settings.notify_url.url)

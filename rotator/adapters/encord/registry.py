@@ -4,7 +4,7 @@ over a person at the Encord UI (:class:`ManualRegistry`)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 import httpx
@@ -125,7 +125,9 @@ class _Pooled:
 class RegistryFactory:
     """Builds the engine's registry for an account and its current key, once per check.
 
-    ``manual`` selects :class:`ManualRegistry` (``ROTATOR_REGISTRAR=manual``). ``pooled``
+    ``domain`` is the Encord API base; ``domains`` (account hash -> domain) names the
+    accounts that live elsewhere (another region, ``name=hash@domain``). ``manual`` selects
+    :class:`ManualRegistry` (``ROTATOR_REGISTRAR=manual``). ``pooled``
     (the daemon) keeps one client per account and signer open between checks, so an idle
     check reuses its connection instead of building a client and connecting anew; a new
     signer (after a rotation) replaces the account's client. :meth:`close` closes them.
@@ -135,6 +137,7 @@ class RegistryFactory:
         self,
         domain: str,
         *,
+        domains: Mapping[str, str] | None = None,
         transport_factory: Callable[[], httpx.BaseTransport] | None = None,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | None = None,
@@ -142,6 +145,7 @@ class RegistryFactory:
         pooled: bool = False,
     ) -> None:
         self.domain = domain
+        self.domains = dict(domains or {})
         self.transport_factory = transport_factory
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
@@ -150,9 +154,13 @@ class RegistryFactory:
         self._pool: dict[str, _Pooled] = {}
         self._lock = threading.Lock()
 
+    def domain_of(self, account_hash: str) -> str:
+        """Where the account lives: its own domain, else the default one."""
+        return self.domains.get(account_hash, self.domain)
+
     def _build(self, account_hash: str, signer: KeyPair) -> EncordRegistry:
         client = EncordClient(
-            self.domain,
+            self.domain_of(account_hash),
             EncordAuth(signer),
             transport=self.transport_factory() if self.transport_factory else None,
             retry=self.retry,
@@ -184,6 +192,7 @@ class RegistryFactory:
 def registry_factory(
     domain: str,
     *,
+    domains: Mapping[str, str] | None = None,
     transport_factory: Callable[[], httpx.BaseTransport] | None = None,
     retry: RetryPolicy | None = None,
     timeout: httpx.Timeout | None = None,
@@ -193,6 +202,7 @@ def registry_factory(
     """A :class:`RegistryFactory` (kept as a function for its callers)."""
     return RegistryFactory(
         domain,
+        domains=domains,
         transport_factory=transport_factory,
         retry=retry,
         timeout=timeout,

@@ -81,7 +81,9 @@ def settings_summary(s: Settings) -> dict[str, object]:
         },
         "vault_auth": s.vault.auth.summary(),
         "encord_domain": s.encord_domain,
-        "accounts": [{"name": a.name, "hash": a.hash} for a in s.accounts],
+        "accounts": [
+            {"name": a.name, "hash": a.hash, "domain": s.domain_of(a)} for a in s.accounts
+        ],
         "instance": s.instance,
         "credentials": [c for c in CREDENTIALS if c in s.credentials],
         "key_ttl": format_duration(s.key_ttl),
@@ -100,6 +102,7 @@ def settings_summary(s: Settings) -> dict[str, object]:
         "max_concurrency": s.max_concurrency,
         "registrar": s.registrar,
         "allow_insecure_http": s.allow_insecure_http,
+        "notify": s.notify_url.shown if s.notify_url else None,
     }
 
 

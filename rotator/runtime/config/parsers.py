@@ -272,14 +272,38 @@ def parse_instance(text: str) -> str:
     return value
 
 
+def _account_domain(text: str) -> str:
+    """The domain after an account's ``@``: an http(s) URL, as ENCORD_DOMAIN takes it."""
+    if not text:
+        raise ValueError("is empty (write name=hash@https://api.us.encord.com, or drop the '@')")
+    try:
+        return parse_url(text)
+    except ValueError as exc:
+        raise ValueError(f"is not an Encord domain: {exc}") from None
+
+
 def parse_accounts(text: str) -> tuple[Account, ...]:
+    """``name=serviceAccountHash[@domain]`` entries, separated by commas. ``domain`` is the
+    account's Encord API base (its region), a URL as ENCORD_DOMAIN takes; without one the
+    account uses ENCORD_DOMAIN. Plain http:// is checked later, with
+    ROTATOR_ALLOW_INSECURE_HTTP (:mod:`rotator.runtime.config.table`)."""
     accounts: list[Account] = []
     bad: list[str] = []
     for index, entry in enumerate(text.split(","), start=1):
-        name, sep, sa_hash = (part.strip() for part in entry.partition("="))
-        where = f"entry {index} ({show(entry.strip())})"
+        name, sep, rest = (part.strip() for part in entry.partition("="))
+        sa_hash, at, domain_text = (part.strip() for part in rest.partition("@"))
+        # An entry with a second '@' may carry a user:password in its URL: never echo it.
+        shown = show(entry.strip()) if "@" not in domain_text else "not shown"
+        where = f"entry {index} ({shown})"
+        domain: str | None = None
+        problem = ""
+        if at:
+            try:
+                domain = _account_domain(domain_text)
+            except ValueError as exc:
+                problem = str(exc)
         if not sep:
-            bad.append(f"{where} is not name=serviceAccountHash")
+            bad.append(f"{where} is not name=serviceAccountHash[@domain]")
         elif not name:
             bad.append(f"{where} has an empty name")
         elif "/" in name or any(ch.isspace() for ch in name):
@@ -294,6 +318,8 @@ def parse_accounts(text: str) -> tuple[Account, ...]:
             bad.append(f"{where} has an empty hash")
         elif "/" in sa_hash or any(ch.isspace() for ch in sa_hash):
             bad.append(f"{where}: the hash must not contain '/' or whitespace")
+        elif problem:
+            bad.append(f"{where}: the domain after '@' {problem}")
         elif name in {a.name for a in accounts}:
             bad.append(f"{where} repeats the name {name!r}")
         elif sa_hash in {a.hash for a in accounts}:
@@ -303,7 +329,7 @@ def parse_accounts(text: str) -> tuple[Account, ...]:
                 "account would each take the other's keys for a stranger's"
             )
         else:
-            accounts.append(Account(name=name, hash=sa_hash))
+            accounts.append(Account(name=name, hash=sa_hash, domain=domain))
     if bad:
         raise ValueError("; ".join(bad))
     return tuple(accounts)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
+from rotator.adapters.notify import NotifyTarget
 from rotator.adapters.vault.settings import VaultSettings
 from rotator.core.vocab import KEY_KINDS, Account, Credential, KeyKind
 from rotator.core.window import RotationWindow
@@ -37,10 +38,12 @@ class Settings:
     vault: VaultSettings
     """Vault address, token, TLS and KV location."""
     accounts: tuple[Account, ...]
-    """``ROTATOR_ACCOUNTS`` (``name=hash,...``): the service accounts to manage. Required."""
+    """``ROTATOR_ACCOUNTS`` (``name=hash[@domain],...``): the service accounts to manage,
+    each in its own region when it names a domain. Required."""
     encord_domain: str = "https://api.encord.com"
-    """``ENCORD_DOMAIN``: Encord API base URL, no trailing slash. Default: Encord's main
-    region (US region: ``https://api.us.encord.com``)."""
+    """``ENCORD_DOMAIN``: Encord API base URL, no trailing slash, for the accounts that name
+    no domain of their own. Default: Encord's main region (US region:
+    ``https://api.us.encord.com``)."""
     credentials: frozenset[Credential] = frozenset({"ssh-key", "bearer-token"})
     """``ROTATOR_CREDENTIALS``: which credentials to keep fresh in Vault. Default: an
     uploaded SSH key plus a bearer token minted with it; ``api-key`` (a key Encord
@@ -104,10 +107,16 @@ class Settings:
     shares and a restart keeps: :func:`default_instance` of the Vault address's host and
     port, the namespace, the mount and the prefix."""
     allow_insecure_http: bool = False
-    """``ROTATOR_ALLOW_INSECURE_HTTP``: accept plain ``http://`` for VAULT_ADDR and
-    ENCORD_DOMAIN on a host other than loopback. Off: the Vault token, bearer tokens and
-    generated private keys would cross the network in clear, and signed Encord requests (no
-    nonce) could be replayed; only a closed test network (compose) should turn it on."""
+    """``ROTATOR_ALLOW_INSECURE_HTTP``: accept plain ``http://`` for VAULT_ADDR,
+    ENCORD_DOMAIN and an account's own domain on a host other than loopback. Off: the Vault
+    token, bearer tokens and generated private keys would cross the network in clear, and
+    signed Encord requests (no nonce) could be replayed; only a closed test network (compose)
+    should turn it on."""
+
+    notify_url: NotifyTarget | None = None
+    """``ROTATOR_NOTIFY_URL``: where to post a small JSON message (Slack-compatible ``text``
+    plus fields) when a person is needed. None (the default): no messages, the logs say it
+    all. A secret (a webhook's path is its credential): only its scheme and host are shown."""
 
     def __post_init__(self) -> None:
         if not self.instance:
@@ -121,6 +130,10 @@ class Settings:
     def key_kinds(self) -> tuple[KeyKind, ...]:
         """The rotated key kinds among the credentials: ``ssh-key`` before ``api-key``."""
         return tuple(kind for kind in KEY_KINDS if kind in self.credentials)
+
+    def domain_of(self, account: Account) -> str:
+        """The Encord API base ``account`` lives at: its own domain, else ENCORD_DOMAIN."""
+        return account.domain or self.encord_domain
 
     @property
     def http_addr(self) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from rotator.adapters.notify import parse_notify_url
 from rotator.adapters.vault.auth import AUTH_METHODS, LOGINS
 from rotator.adapters.vault.settings import VaultSettings
 from rotator.core.vocab import CREDENTIALS, KEY_KINDS
@@ -128,11 +129,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ROTATOR_VAULT_MOUNT", "vault", "the KV v2 mount", "vault.mount", parse_kv_path),
     Variable("ROTATOR_VAULT_PREFIX", "vault", "path prefix under the mount",
              "vault.prefix", parse_kv_path),
-    Variable("ENCORD_DOMAIN", "encord", "Encord API base (US: https://api.us.encord.com)",
+    Variable("ENCORD_DOMAIN", "encord",
+             "Encord API base (US: https://api.us.encord.com) for accounts naming none",
              "encord_domain", parse_url),
-    Variable("ROTATOR_ACCOUNTS", "encord", "name=serviceAccountHash[,name=hash...]",
+    Variable("ROTATOR_ACCOUNTS", "encord",
+             "name=serviceAccountHash[@domain][,...]; domain defaults to ENCORD_DOMAIN",
              "accounts", parse_accounts,
-             required="required: name=serviceAccountHash[,name=hash...]"),
+             required="required: name=serviceAccountHash[@domain][,name=hash...]"),
     Variable("ROTATOR_INSTANCE", "encord",
              "this deployment's name in its key titles (rotator:<instance>:<account>:...)",
              "instance", parse_instance,
@@ -172,6 +175,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ROTATOR_DRY_RUN", "ops", "decide and log, change nothing", "dry_run", parse_bool),
     Variable("ROTATOR_HTTP_ADDR", "ops", "health and metrics listener, host:port",
              "http", parse_http_addr),
+    Variable("ROTATOR_NOTIFY_URL", "ops",
+             "post a JSON message (Slack-compatible) here when a person is needed",
+             "notify_url", parse_notify_url, shown="none (no messages)", secret=True),
     Variable("ROTATOR_ALLOW_INSECURE_HTTP", "ops",
              "accept plain http:// to a non-loopback Vault or Encord (test networks only)",
              "allow_insecure_http", parse_bool),
@@ -272,6 +278,21 @@ def _plain_http(field: str, crossing: str) -> Callable[[Mapping[str, Any]], str 
     return check
 
 
+def _plain_http_accounts(v: Mapping[str, Any]) -> str | None:
+    """The same rule for every account's own domain (``name=hash@domain``)."""
+    if v["allow_insecure_http"]:
+        return None
+    plain = [a.name for a in v["accounts"] if a.domain and is_insecure_remote(a.domain)]
+    if not plain:
+        return None
+    return (
+        f"the domain of account(s) {', '.join(map(repr, plain))} is plain http:// to a host "
+        "that is not loopback, which would send bearer tokens and generated private keys, and "
+        "replayable signed requests, in clear: use https://, or set "
+        "ROTATOR_ALLOW_INSECURE_HTTP=true on a closed test network"
+    )
+
+
 RELATIONS: tuple[Relation, ...] = (
     Relation("ROTATOR_ROTATE_BEFORE", ("rotate_before", "key_ttl"), _rotate_before),
     Relation("ROTATOR_GRACE", ("grace", "rotate_before"), _grace),
@@ -293,6 +314,7 @@ RELATIONS: tuple[Relation, ...] = (
             "bearer tokens and generated private keys, and replayable signed requests,",
         ),
     ),
+    Relation("ROTATOR_ACCOUNTS", ("accounts", "allow_insecure_http"), _plain_http_accounts),
 )
 
 
