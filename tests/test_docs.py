@@ -62,7 +62,7 @@ def test_the_walk_sees_every_form_of_log_call() -> None:
     levels = {name: {site.level for site in sites} for name, sites in events.items()}
     assert levels["check.crashed"] == {"error"}  # log.error("...")
     assert levels["check.failed"] == {"debug/error"}  # emit = log.error ... emit = log.debug
-    assert levels["rotation.finished"] == {"info/warning"}  # getattr(log, level)("...")
+    assert "info/warning" in levels["rotation.finished"]  # getattr(log, level)("...")
     assert levels["vault.logged_in"] == {"debug/info"}  # emit = log.debug if ... else log.info
     assert levels["daemon.signal"] == {"info"}  # stop_on_signals("daemon.signal")
     assert levels["rotation.not_bootstrapped"] == {"warning"}  # f"rotation.{action.reason}"

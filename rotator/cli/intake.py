@@ -6,11 +6,10 @@ key downloads its private key), with either registrar. The work is
 from __future__ import annotations
 
 import argparse
-import json
 
 import structlog
 
-from rotator.cli.base import Command, add_account_argument, engine_for
+from rotator.cli.base import Command, add_account_argument, add_json_argument, engine_for, say
 from rotator.cli.keys import read_key_file
 from rotator.core import intake
 from rotator.runtime.config import Settings
@@ -31,7 +30,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         help="the title typed in the UI, when no key.registration_required gave one "
         "(manual registrar only: with the api registrar Encord's own title is used)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON line instead of a sentence")
+    add_json_argument(p)
 
 
 def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
@@ -41,8 +40,8 @@ def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
     with structlog.contextvars.bound_contextvars(account=name):
         answer = intake.receive(engine.context, text, source="cli", title=args.title)
     if isinstance(answer, intake.IntakeRejected):
-        _say(
-            args.json,
+        say(
+            args,
             {"event": "adopt.rejected", "account": name, "reason": answer.reason,
              "error": str(answer)},
             f"{name}: key not adopted ({answer.reason}): {answer}; nothing was changed",
@@ -61,8 +60,8 @@ def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
             f"; the previous key '{old.title}' ({short_id(old.key_id)}) keeps working until "
             f"{when(retires)}, then rotator {then}"
         )
-    _say(
-        args.json,
+    say(
+        args,
         {
             "event": "adopt.done",
             "account": name,
@@ -79,10 +78,6 @@ def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
     )
     return 0
 
-
-def _say(as_json: bool, document: dict[str, object], sentence: str) -> None:
-    """The result on stdout: ``document`` as JSON with ``--json``, else ``sentence``."""
-    print(json.dumps(document) if as_json else sentence)
 
 
 ADOPT = Command(

@@ -11,11 +11,17 @@ without grace, and purges its private key from every older Vault version.
 from __future__ import annotations
 
 import argparse
-import json
 
 import structlog
 
-from rotator.cli.base import Command, add_account_argument, check_account, engines
+from rotator.cli.base import (
+    Command,
+    add_account_argument,
+    add_json_argument,
+    check_account,
+    engines,
+    say,
+)
 from rotator.core import compromise
 from rotator.core.engine import CheckResult
 from rotator.core.errors import ConfigError, StoreConflict
@@ -38,7 +44,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force", action="store_true", help="act even if the account is paused"
     )
-    p.add_argument("--json", action="store_true", help="one JSON line instead of a sentence")
+    add_json_argument(p)
 
 
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
@@ -66,7 +72,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
                     raise
         if not lease.acquire():
             every = human_duration(settings.check_interval)
-            _say(
+            say(
                 args,
                 {"event": "revoke.requested", "account": name, "key_id": key_id, "kind": kind},
                 f"{name}: a running daemon holds the account; it was asked to revoke key "
@@ -99,22 +105,19 @@ def _report(
     }
     now = f"; consumers now read key {short_id(current.key_id)}" if current else ""
     if not left:
-        _say(args, document, f"{name}: leaked key {short_id(key_id)} ({kind}, was {role}) is "
+        say(args, document, f"{name}: leaked key {short_id(key_id)} ({kind}, was {role}) is "
              f"revoked and its private key destroyed in older Vault versions{now}")
         return 0
     if {"awaiting_registration", "awaiting_revocation"} & set(result.outcomes):
-        _say(args, document, f"{name}: leaked key {short_id(key_id)} ({kind}): a person must "
+        say(args, document, f"{name}: leaked key {short_id(key_id)} ({kind}): a person must "
              "act in the Encord UI (key.registration_required / key.revocation_required in "
              "the logs); each check goes on until it is revoked")
         return 0
-    _say(args, document, f"{name}: leaked key {short_id(key_id)} ({kind}) is still current: "
+    say(args, document, f"{name}: leaked key {short_id(key_id)} ({kind}) is still current: "
          f"its rotation did not complete ({', '.join(result.outcomes) or 'nothing done'}); "
          "it stays reported and every check tries again: see rotator status")
     return 1
 
-
-def _say(args: argparse.Namespace, document: dict[str, object], sentence: str) -> None:
-    print(json.dumps(document) if args.json else sentence)
 
 
 REVOKE = Command(
