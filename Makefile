@@ -42,7 +42,7 @@ test-long: install
 demo: install
 	$(BIN)/rotator demo
 
-# The benchmarks (bench/, README "Benchmarks"): about 4 minutes; each prints a table and
+# The benchmarks (bench/, docs/benchmarks.md): about 4 minutes; each prints a table and
 # writes bench/results/<name>.json. SCALE_SIZES=100,1000,5000 adds the 5,000-account run
 # (about 4 minutes more).
 SCALE_SIZES ?= 100,1000

@@ -16,7 +16,7 @@
 # store it in Vault; delete the old key at Encord. What it does not do, unlike rotator: no
 # state record, no check-and-set, no grace period, no recovery from a crash half-way.
 #
-# Signing (README, "The Encord API contract"): openssl 3 signs raw Ed25519
+# Signing (docs/encord-contract.md): openssl 3 signs raw Ed25519
 # (`pkeyutl -sign -rawin`) but reads Ed25519 keys only as PKCS#8, while ssh-keygen (OpenSSH 9)
 # writes and reads them only in the OpenSSH format. Both formats hold the same 32-byte seed:
 # in an unencrypted one-key OpenSSH file it is at byte offset 161 of the base64-decoded body,

@@ -569,11 +569,12 @@ def test_registrar_problems_name_the_variable() -> None:
 # ---------------------------------------------------------------- the variable table
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 def _readme_defaults() -> dict[str, str]:
-    """Variable -> default, from README's ``| variable | default | meaning |`` table."""
+    """Variable -> default, from docs/configuration.md's ``| variable | default | meaning |``
+    table."""
     lines = README.read_text(encoding="utf-8").splitlines()
     start = lines.index("| variable | default | meaning |")
     rows: dict[str, str] = {}
@@ -597,8 +598,8 @@ def _same_default(readme: str, table: str) -> bool:
 
 
 def test_readme_configuration_table_matches_the_variable_table() -> None:
-    """Every variable rotator reads is in README's table with the same default, and README
-    documents no variable rotator does not read."""
+    """Every variable rotator reads is in docs/configuration.md's table with the same default,
+    and the table documents no variable rotator does not read."""
     readme = _readme_defaults()
     table = {var.name: var.default_text for var in VARIABLES}
     assert set(readme) == set(table)

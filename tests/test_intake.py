@@ -439,9 +439,10 @@ def test_sandbox_ui_call_creates_a_titled_generated_key_and_hands_over_its_file(
     assert httpx.get(f"{box.url}/_sandbox/ui/keys").status_code == 405
 
 
-def test_readme_documents_intake_events_commands_and_policy() -> None:
-    """The README names the intake events, the command and the write-only policy."""
-    text = (REPO / "README.md").read_text()
+def test_docs_document_intake_events_commands_and_policy() -> None:
+    """docs/commands.md ("Manual registration") names the intake events, the command and the
+    write-only policy."""
+    text = (REPO / "docs" / "commands.md").read_text()
     for needed in ("`key.adopted`", "`key.intake_rejected`", "`vault.incoming_cleared`",
                    "`key.intake_failed`", "rotator adopt", "key-intake-policy.hcl",
                    "bao kv put -mount=secret encord/"):

@@ -37,7 +37,7 @@ PODMONITOR = MONITORING / "podmonitor.yaml"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
 UNIT_TESTS = sorted((MONITORING / "tests").glob("*.yaml"))
 RUNBOOKS = REPO / "docs" / "runbooks.md"
-README = REPO / "README.md"
+README = REPO / "docs" / "operations.md"  # its "Metrics" table
 DEPLOYMENT = REPO / "deploy" / "kubernetes" / "deployment.yaml"
 MAKEFILE = REPO / "Makefile"
 
@@ -117,7 +117,7 @@ def runbook_anchors() -> dict[str, str]:
 
 
 def readme_metric_table() -> set[str]:
-    """The metric names in README's "Metrics" table."""
+    """The metric names in docs/operations.md's "Metrics" table."""
     text = README.read_text(encoding="utf-8")
     section = text.split("### Metrics", 1)[1].split("\n#", 1)[0]
     return set(re.findall(r"^\| `(rotator_[a-z_]+)` \|", section, flags=re.M))

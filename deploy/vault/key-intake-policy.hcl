@@ -1,4 +1,4 @@
-# A PERSON who hands rotator a key created in the Encord UI (README, "Manual registration"):
+# A PERSON who hands rotator a key created in the Encord UI (docs/commands.md, "Manual registration"):
 # may write the downloaded file to any account's incoming path, and read nothing, not even
 # that path. Default mount `secret` and prefix `encord`: change the path for yours (setup.sh
 # does).

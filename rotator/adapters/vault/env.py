@@ -19,11 +19,12 @@ MAX_SHOWN = 60
 
 @dataclass(frozen=True, slots=True)
 class EnvVar:
-    """One variable as the help text and README describe it."""
+    """One variable as the help text and docs/configuration.md describe it."""
 
     name: str
     default: str
-    """The default as README spells it (``—`` plus when it is required, if it has none)."""
+    """The default as docs/configuration.md spells it (``—`` plus when it is required, if it
+    has none)."""
     meaning: str
     secret: bool = False
     """It holds a credential: its text is never echoed in any problem."""

@@ -2,7 +2,7 @@
 
 Every field documents its variable, its unit and why its default is what it is; the defaults
 written here are the ones :func:`~rotator.runtime.config.from_env` uses and ``rotator --help``
-and README show (see :mod:`rotator.runtime.config.table`).
+and docs/configuration.md show (see :mod:`rotator.runtime.config.table`).
 """
 
 from __future__ import annotations

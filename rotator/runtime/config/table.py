@@ -1,7 +1,7 @@
 """The variables rotator reads, described once: name, group, parser, default, help.
 
 :func:`~rotator.runtime.config.from_env` reads them in :data:`VARIABLES` order, ``rotator
---help`` lists them (:func:`env_help`), and a test holds README's configuration table to
+--help`` lists them (:func:`env_help`), and a test holds docs/configuration.md's table to
 them. A default is written once, on the :class:`Settings` or :class:`VaultSettings` field a
 variable fills; the table only says how to show it when a value cannot (``system CAs``).
 The login methods' variables come from their classes (:data:`LOGINS`). The relations between
@@ -75,7 +75,7 @@ class Variable:
 
     @property
     def default_text(self) -> str:
-        """The default as ``rotator --help`` and README show it."""
+        """The default as ``rotator run --help`` and docs/configuration.md show it."""
         if self.shown is not None:
             return self.shown
         if self.required is not None:
