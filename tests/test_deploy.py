@@ -394,12 +394,16 @@ def test_dockerignore_keeps_the_context_to_what_the_build_copies() -> None:
 
 
 def test_image_entrypoint_helps_and_refuses_to_run_without_configuration(image: Image) -> None:
-    """The installed entrypoint prints help (exit 0); `run` unconfigured exits 2 in JSON."""
+    """The installed entrypoint prints help (exit 0; ``run --help`` lists the variables);
+    `run` unconfigured exits 2 in JSON."""
     exe = shutil.which(image.argv[0], path=image.env["PATH"])
     assert exe is not None and Path(exe).is_relative_to(image.fs.host("/opt/venv"))
     before = snapshot(image.fs.root, skip=image.fs.host("/tmp"))
 
     done = image.run([image.argv[0], "--help"])
+    assert done.returncode == 0, done.stderr
+    assert "rotator run --help" in done.stdout
+    done = image.run([image.argv[0], "run", "--help"])
     assert done.returncode == 0, done.stderr
     assert "ROTATOR_ACCOUNTS" in done.stdout and "VAULT_ADDR" in done.stdout
 

@@ -236,13 +236,7 @@ class Engine:
             if run.state.compromised and not dry_run:
                 # Before planning: a leaked key in flight is never resumed into use.
                 result.outcomes += compromise.settle(run)
-            leaked = compromise.to_rotate(run.state)
-            force = force | run.state.requested | leaked
-            actions = plan(self._snapshot(run), self.policy, self.clock(), force=force)
-            if leaked and run.state.paused is not None:
-                actions = compromise.while_paused(
-                    self._snapshot(run), self.policy, self.clock(), leaked
-                ) + actions
+            actions = self._decide(run, force)
             result.actions = actions
             if dry_run:
                 log.info("plan.decided", dry_run=True, actions=describe(actions))
@@ -276,6 +270,19 @@ class Engine:
             result.rotations += run.rotations
             result.state = run.state
         return result
+
+    def _decide(self, run: Run, force: frozenset[str]) -> list[Action]:
+        """This check's plan: rotations asked for (``rotator rotate``) and leaked keys'
+        (``rotator revoke``) forced, and a leaked key's rotation planned past a pause."""
+        leaked = compromise.to_rotate(run.state)
+        force = force | run.state.requested | leaked
+        actions = plan(self._snapshot(run), self.policy, self.clock(), force=force)
+        if leaked and run.state.paused is not None:
+            actions = (
+                compromise.while_paused(self._snapshot(run), self.policy, self.clock(), leaked)
+                + actions
+            )
+        return actions
 
     def _take_incoming(self, result: CheckResult) -> None:
         """A key a person handed over at ``{NAME}/incoming`` (:mod:`rotator.core.intake`),
