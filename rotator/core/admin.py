@@ -14,7 +14,7 @@ import structlog
 from rotator.core import keys, transitions
 from rotator.core.context import AccountContext
 from rotator.core.errors import RotatorError, StoreConflict
-from rotator.core.kinds import known_keys
+from rotator.core.kinds import known_keys, listed_record
 from rotator.core.state import AccountState, KeyRecord, LastRun, PauseRecord, Phase
 from rotator.core.vocab import KnownKey
 from rotator.core.window import Upcoming
@@ -47,17 +47,7 @@ def bootstrap(ctx: AccountContext, private_key_text: str) -> KeyRecord:
                 f"'{ctx.account.hash}'"
             )
     state = ctx.load_state()
-    issued = remote.created_at
-    record = KeyRecord(
-        key_id=kp.key_id,
-        key_hash=remote.key_hash,
-        public_key=remote.public_key,
-        title=remote.title,
-        origin=remote.origin,
-        issued_at=issued,
-        expires_at=issued + ctx.policy.key_ttl,
-        private_key=kp.private_openssh,
-    )
+    record = listed_record(remote, kp.private_openssh, ctx.policy.key_ttl)
     consumer = ctx.read(BOOTSTRAP_KIND)
     now = ctx.clock()
     ctx.publish(BOOTSTRAP_KIND, record, over=consumer)

@@ -37,7 +37,7 @@ from rotator.core import keys, transitions
 from rotator.core.context import AccountContext
 from rotator.core.errors import AccessDenied, KeyFormatError, PermanentError
 from rotator.core.keys import KeyPair
-from rotator.core.kinds import known_keys
+from rotator.core.kinds import known_keys, listed_record
 from rotator.core.ports import Registry
 from rotator.core.redaction import register_private_key
 from rotator.core.state import AccountState, KeyRecord
@@ -160,16 +160,7 @@ def adopt(ctx: AccountContext, text: str, *, title: str | None = None) -> Adopte
         listed = _listed(registry, kp, probe, ctx.account.hash)
     remote = listed[kp.key_id]
     held = listed.get(pending.key_id) if pending is not None and pending.key_id else None
-    record = KeyRecord(
-        key_id=kp.key_id,
-        key_hash=remote.key_hash,
-        public_key=remote.public_key,
-        title=remote.title,
-        origin=remote.origin,
-        issued_at=remote.created_at,
-        expires_at=remote.created_at + ctx.policy.key_ttl,
-        private_key=kp.private_openssh,
-    )
+    record = listed_record(remote, kp.private_openssh, ctx.policy.key_ttl)
     version = ctx.publish(KIND, record, over=ctx.read(KIND))
     new = transitions.adopted(state, KIND, record, at=now, grace=ctx.policy.grace,
                               pending_held=held)

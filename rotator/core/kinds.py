@@ -17,13 +17,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar, Final
 
 from rotator.core import keys
 from rotator.core.errors import CorruptState
 from rotator.core.ports import AwaitingPerson, Registry
-from rotator.core.state import AccountState, Pending
+from rotator.core.state import AccountState, KeyRecord, Pending
 from rotator.core.vocab import KeyKind, KnownKey, Origin, RemoteKey
 
 
@@ -163,3 +163,18 @@ def known_keys(state: AccountState) -> list[KnownKey]:
                 )
             )
     return known
+
+
+def listed_record(remote: RemoteKey, private_key: str, ttl: timedelta) -> KeyRecord:
+    """A key a person made, as Encord lists it (its age counts from Encord's ``createdAt``),
+    with its private half: what bootstrap and key intake record as the current key."""
+    return KeyRecord(
+        key_id=remote.key_id,
+        key_hash=remote.key_hash,
+        public_key=remote.public_key,
+        title=remote.title,
+        origin=remote.origin,
+        issued_at=remote.created_at,
+        expires_at=remote.created_at + ttl,
+        private_key=private_key,
+    )
