@@ -246,6 +246,64 @@ def test_crash_after_every_purge_call_then_restart_converges() -> None:
         assert_only_live_keys_readable(world)
 
 
+def _calls_of(world: World, start: int, prefix: str) -> list[str]:
+    return [name for name in world.calls.log[start:] if name.startswith(prefix)]
+
+
+def test_an_engine_reads_no_version_it_has_seen() -> None:
+    """A running engine remembers what each version it wrote holds: its revoking checks read
+    no older version and destroy, in one call per path, exactly the versions holding the
+    revoked key. A restarted engine, remembering nothing, reads them all first."""
+    world = make_world()
+    world.store.max_versions = 1000
+    with running(world) as r:
+        for _ in range(3):
+            world.clock.advance(due(world))
+            r.check()
+            world.clock.advance(DAY + MIN)
+            start = world.calls.count
+            result = r.check()
+            assert result is not None and "revoked" in result.outcomes
+            assert _calls_of(world, start, "vault.read_version") == []
+            assert _calls_of(world, start, "vault.destroy_versions") == [
+                f"vault.destroy_versions {world.rel(STATE_NAME)}",
+                f"vault.destroy_versions {world.rel('ssh-key')}",
+            ]
+            assert_only_live_keys_readable(world)
+    world.clock.advance(due(world))
+    world.engine().check()
+    world.clock.advance(DAY + MIN)
+    start = world.calls.count
+    world.engine().check()
+    assert len(_calls_of(world, start, "vault.read_version")) > 5, "a restart reads them all"
+    assert_only_live_keys_readable(world)
+
+
+def test_versions_written_by_someone_else_are_read_and_only_those() -> None:
+    """Two versions of the record written behind the engine's back (another replica, an
+    admin): the next purge reads the one it has not seen (the newer is the newest, read by
+    the check) and still destroys what holds the revoked key."""
+    world = make_world()
+    world.store.max_versions = 1000
+    with running(world) as r:
+        r.check()
+        world.clock.advance(due(world))
+        r.check()
+        world.clock.advance(DAY + MIN)
+        rel = world.rel(STATE_NAME)
+        for _ in range(2):
+            latest = world.store.paths[rel][-1]
+            assert latest.data is not None
+            world.store.write(rel, latest.data, cas=latest.version)
+        unseen = world.store.paths[rel][-2].version
+        start = world.calls.count
+        r.check()
+        assert _calls_of(world, start, "vault.read_version") == [f"vault.read_version {rel}"]
+        assert world.calls.log[start:].count(f"vault.read_version {rel}") == 1
+        assert unseen in destroyed(world, STATE_NAME)
+    assert_only_live_keys_readable(world)
+
+
 def _revoke_and_count() -> list[int]:
     """The numbers (from the start of the check) of the purge's calls in a revoking check."""
     world = make_world()

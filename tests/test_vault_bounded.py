@@ -326,7 +326,7 @@ def test_concurrent_calls_on_pooled_connections_all_succeed(
 ) -> None:
     """Four threads share one client's connection pool for 200 calls against the real
     OpenBao: every call succeeds (no watchdog touches a connection it no longer owns), and
-    no watchdog thread outlives its call."""
+    the watchdog thread ends once no call is in flight."""
     client = connect(openbao.addr, openbao.root_token, timeout=TIMEOUT)
     store = VaultStore(client, mount="secret", prefix=vault_prefix)
     before = threading.active_count()
@@ -349,7 +349,7 @@ def test_concurrent_calls_on_pooled_connections_all_succeed(
         t.join(timeout=60)
     client.adapter.close()
     assert not failures, failures[:3]
-    # A cancelled timer's thread ends a moment later.
+    # The shared watchdog thread ends after LINGER seconds with nothing armed.
     _until(lambda: threading.active_count() <= before, 10, "every watchdog thread gone")
 
 

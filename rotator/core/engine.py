@@ -121,9 +121,12 @@ class Engine:
         a hand-edited newest version (0: every check). A check with a rotation in flight
         always reads them, and a promotion always reads the version it replaces.
         ``notices``: who to tell when a person is needed (:class:`Notices`)."""
+        # The store remembers what each version it wrote or read holds: the purge then reads
+        # only versions it has not seen (rotator.core.purge).
+        self._seen = purge.Seen(store)
         self.context = AccountContext(
             account=account,
-            store=store,
+            store=self._seen,
             registry_factory=registry_factory,
             policy=policy,
             clock=clock,
@@ -311,7 +314,7 @@ class Engine:
         self._purge_pending = True  # until this purge has run to its end
         run.purge_due = False
         try:
-            self._purge_pending = not purge.purge(run)
+            self._purge_pending = not purge.purge(run, self._seen)
         except (TransientError, AccessDenied) as exc:
             level = "warning" if isinstance(exc, TransientError) else "error"
             getattr(log, level)("vault.purge_failed", error_kind=exc.kind, error=str(exc))

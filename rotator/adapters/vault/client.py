@@ -64,13 +64,22 @@ def make_client(
     ``Authorization`` when a redirect leaves the host, so a 307 to another host would receive
     ``X-Vault-Token`` (and a login's credentials in its body)."""
     session = bounded_session(timeout)  # a total deadline and a size cap: transport.py
-    session.verify = cacert if cacert else True  # hvac lets the session's verify win over its own
+    # What requests reads from the environment for this address (HTTPS_PROXY, NO_PROXY,
+    # REQUESTS_CA_BUNDLE), read once here rather than at every request: scanning the whole
+    # environment twice per request cost more CPU than the rest of requests' own work.
+    # (~/.netrc, which requests would also read at every request, is not read: Vault is
+    # given its token, never a password from there.)
+    env = session.merge_environment_settings(addr, {}, None, None, None)
+    session.trust_env = False
+    session.proxies = env["proxies"]
+    verify = cacert if cacert else env["verify"]
+    session.verify = verify  # hvac lets the session's verify win over its own
     session.hooks["response"].append(refuse_redirects)
     session.hooks["response"].append(VAULT_CLOCK.hook)  # this host's clock against Vault's
     return hvac.Client(
         url=addr,
         token=token,
-        verify=cacert if cacert else True,
+        verify=verify,
         timeout=timeout,
         namespace=namespace or None,
         allow_redirects=False,

@@ -13,9 +13,13 @@ uses, closes both:
 - **Time.** Every request gets a deadline, :attr:`VaultBounds.seconds` after it starts, for
   everything from connecting to the last byte of the answer. urllib3 offers no hook between
   the reads of the status line and headers (``http.client`` reads them a line at a time from
-  a buffered socket file), so a watchdog does it: a timer that, at the deadline, shuts the
-  exchange's TCP socket down (``shutdown(SHUT_RDWR)``), which makes a read or write blocked
-  in the requesting thread return at once. The watchdog holds a handle of its own on the
+  a buffered socket file), so a watchdog does it: at the deadline it shuts the exchange's TCP
+  socket down (``shutdown(SHUT_RDWR)``), which makes a read or write blocked in the
+  requesting thread return at once. One watchdog thread serves every exchange of the
+  process (:class:`_Watchdog`: a request arms and disarms it, a lock and a set operation
+  each; it sleeps until the earliest deadline armed and ends after :data:`LINGER` idle
+  seconds): a thread started per request cost more CPU than the rest of the request's
+  client side. The watchdog holds a handle of its own on the
   socket (a duplicated file descriptor, taken when the socket is opened or, for a pooled
   connection, when the request is sent), so it reaches the socket during the TLS handshake
   too, when neither urllib3 nor ``ssl`` exposes it, and never touches an object the
@@ -61,6 +65,10 @@ that worked before is cut short; a drip is."""
 
 CHUNK_BYTES = 64 << 10
 """The answer is read this much at a time."""
+
+LINGER = 3.0
+"""Seconds the watchdog thread waits with nothing armed before it ends (the next request
+starts it again): a daemon checking often keeps one thread, an idle one keeps none."""
 
 _exchange: ContextVar[_Exchange | None] = ContextVar("rotator_vault_exchange", default=None)
 
@@ -126,6 +134,68 @@ class _Exchange:
                     handle.close()
                 self._handles.clear()
             return self._fired
+
+
+class _Watchdog:
+    """One thread firing every armed exchange whose deadline has passed.
+
+    Arming and disarming are a lock and a set operation; the thread is woken only when an
+    exchange is armed while it has no deadline to wait for, or with a deadline sooner than
+    the one it waits for. An exchange disarmed early stays the thread's wake-up time at most
+    (it then finds nothing due and waits for the next deadline). Exchanges are fired outside
+    the watchdog's lock: the exchange's own lock is never taken under it.
+    """
+
+    def __init__(self, linger: float = LINGER) -> None:
+        self._linger = linger
+        self._cond = threading.Condition(threading.Lock())
+        self._armed: set[_Exchange] = set()
+        self._thread: threading.Thread | None = None
+        self._wake_at: float | None = None  # the deadline the thread waits for (None: idle)
+
+    def arm(self, exchange: _Exchange) -> None:
+        with self._cond:
+            self._armed.add(exchange)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="rotator-vault-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif self._wake_at is None or exchange.end < self._wake_at:
+                self._cond.notify()
+
+    def disarm(self, exchange: _Exchange) -> None:
+        with self._cond:
+            self._armed.discard(exchange)
+
+    def _due(self) -> list[_Exchange] | None:
+        """Wait (holding the lock) until an exchange is due; None once idle for ``linger``."""
+        while True:
+            now = time.monotonic()
+            due = [e for e in self._armed if e.end <= now]
+            if due:
+                self._armed.difference_update(due)
+                return due
+            if self._armed:
+                self._wake_at = min(e.end for e in self._armed)
+                self._cond.wait(self._wake_at - now)
+                continue
+            self._wake_at = None
+            if not self._cond.wait(self._linger) and not self._armed:
+                self._thread = None  # under the lock: the next arm() starts another
+                return None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._due()
+            if due is None:
+                return
+            for exchange in due:
+                exchange.fire()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shutdown(handle: socket.socket) -> None:
@@ -209,10 +279,7 @@ class BoundedAdapter(HTTPAdapter):
         always read here, capped); DeadlinePassed or AnswerTooLarge past the bounds."""
         exchange = _Exchange(self.bounds.seconds)
         token = _exchange.set(exchange)
-        watchdog = threading.Timer(self.bounds.seconds, exchange.fire)
-        watchdog.name = "rotator-vault-deadline"
-        watchdog.daemon = True
-        watchdog.start()
+        _WATCHDOG.arm(exchange)
         failed = False
         try:
             try:
@@ -226,7 +293,7 @@ class BoundedAdapter(HTTPAdapter):
                 raise DeadlinePassed(f"no complete answer within {self.bounds.seconds:g}s")
             return response
         finally:
-            watchdog.cancel()
+            _WATCHDOG.disarm(exchange)
             exchange.finish()
             _exchange.reset(token)
 
