@@ -14,21 +14,13 @@ between that read and a Vault write can at worst make the write fail. Encord has
 check-and-set: there the lease's time bounds the call instead, every socket operation of it
 ending before the lease does (:func:`rotator.adapters.encord.transport.deadline`).
 
-**Renewal.** A check never changes anything on a lease it did not renew: the first fenced
-change of a check (a Vault write or destroy, an Encord upload, generate or delete) renews
-the whole lease with one check-and-set write, in place of the read that proves it. A check
-that changes nothing (the usual, idle one) renews at its start only once less than
-:data:`RENEW_SHARE` of the lease is left, so an idle holder keeps its lease with a write
-every other check rather than at every one; a lease taken over after it expired is found
-lost at that renewal, since one taken is always less than half left by the holder's clock.
-
 **Time.** Expiry times are written by one host and compared by another. Each side keeps a
 margin of :data:`SKEW_SHARE` of the lease: a holder treats its lease as over that much
 early, a taker waits that much past the expiry. A host whose clock is off Vault's by more
 than the margin (measured from Vault's ``Date`` header, :mod:`rotator.adapters.vault.clock`)
 holds no lease at all and says so (``clock.skew_detected``). A check ends, between its
-steps, once :data:`CHECK_SHARE` of the lease has passed since it started: more than half
-left at its start, and renewed whole at its first change, the lease outlives it by far.
+steps, once :data:`CHECK_SHARE` of the lease has passed: renewed at its start, the lease
+then outlives it by far.
 """
 
 from __future__ import annotations
@@ -61,11 +53,6 @@ SKEW_SHARE = 0.1
 NTP keeps hosts within milliseconds). A holder's lease ends this much early by its own
 clock, a taker waits this much past the expiry by its own, so two hosts each off Vault's
 clock by less than this never both hold a lease. A host measured further off holds none."""
-
-RENEW_SHARE = 1 / 2
-"""A check renews its lease at its start once less than this share of the TTL is left (and
-always before its first change). With the default TTL of three check periods, an idle
-holder renews at every other check; its lease never has less than a period left."""
 
 CHECK_SHARE = 1 / 3
 """A check ends between its steps once this share of the lease TTL has passed since it
@@ -150,8 +137,6 @@ class Lease:
         self.offset = offset
         self._version: int | None = None  # the lease version this holder last wrote
         self._acquired: datetime | None = None  # and the acquired_at it wrote
-        self._expires: datetime | None = None  # and the expires_at it wrote
-        self._fresh = False  # renewed since this check started (else the next change renews)
         self._skewed = False  # clock.skew_detected logged, clock.skew_cleared not yet
         self._lock = threading.Lock()
 
@@ -193,33 +178,34 @@ class Lease:
         return self._skewed
 
     def acquire(self) -> bool:
-        """At the start of a check: take the lease, or keep it; True if this replica holds it
-        afterwards.
+        """Take or renew the lease; True if this replica holds it afterwards.
 
-        A holder renews here only once less than :data:`RENEW_SHARE` of the lease is left;
-        otherwise the check's first change renews it (:meth:`ensure`). A renewal is one
-        check-and-set write over the version this holder last wrote (no read): it succeeds
-        exactly when nobody has written the lease since.
+        Renewed at the start of every check, so a check starts with the whole lease ahead of
+        it. A renewal is one check-and-set write over the version this holder last wrote (no
+        read): it succeeds exactly when nobody has written the lease since.
         """
         with self._lock:
-            self._fresh = False
             if self._clock_too_far():
                 self._version = None  # not released: our expiry times are not to be trusted
                 return False
             now = self.clock()
             if self._version is not None and self._acquired is not None:
-                assert self._expires is not None
-                if self._expires - now > self.ttl * RENEW_SHARE:
-                    return True  # the check's first change renews it
-                if self._renew(now):
+                renewed = LeaseRecord(self.holder, now + self.ttl, self._acquired)
+                try:
+                    self._version = self.store.write(self.rel, renewed.to_dict(), cas=self._version)
                     return True
+                except StoreConflict:
+                    self._version = None  # written over: lost, whatever it says now
+                    record, _ = self._read()
+                    holder = record.holder if record is not None else None
+                    log.warning("lease.lost", account=self.account, holder=holder)
             record, version = self._read()
             if record is not None and record.expires_at + self.margin > now:
                 return False  # a live lease, ours only if we still had its version
             new = LeaseRecord(holder=self.holder, expires_at=now + self.ttl, acquired_at=now)
             try:
                 self._version = self.store.write(self.rel, new.to_dict(), cas=version)
-                self._acquired, self._expires, self._fresh = now, new.expires_at, True
+                self._acquired = now
             except StoreConflict:
                 self._version = None
                 return False
@@ -227,38 +213,15 @@ class Lease:
             log.info("lease.acquired", account=self.account, previous_holder=previous)
             return True
 
-    def _renew(self, now: datetime) -> bool:
-        """One check-and-set write of the whole lease over the version this holder wrote;
-        False (and ``lease.lost``) if anybody has written it since."""
-        assert self._version is not None and self._acquired is not None
-        renewed = LeaseRecord(self.holder, now + self.ttl, self._acquired)
-        try:
-            self._version = self.store.write(self.rel, renewed.to_dict(), cas=self._version)
-        except StoreConflict:
-            self._version = None  # written over: lost, whatever it says now
-            record, _ = self._read()
-            holder = record.holder if record is not None else None
-            log.warning("lease.lost", account=self.account, holder=holder)
-            return False
-        self._expires, self._fresh = renewed.expires_at, True
-        return True
-
     def ensure(self) -> timedelta:
-        """Before a change: raise LeaseLost unless the lease is still this holder's, unmoved,
-        and has more than the skew margin left; answer how long it may still act (expiry less
-        the margin). The first change of a check renews the lease (one write) instead of
-        reading it."""
+        """Raise LeaseLost unless the lease is still this holder's, unmoved, and has more than
+        the skew margin left; answer how long it may still act (expiry less the margin)."""
         with self._lock:
             if self._version is None:
                 raise LeaseLost(f"lease on account '{self.account}' is not held")
             if self._clock_too_far():
                 self._version = None
                 raise LeaseLost(f"lease on account '{self.account}': clock off Vault's")
-            if not self._fresh:
-                now = self.clock()
-                if not self._renew(now):
-                    raise LeaseLost(f"lease on account '{self.account}' moved on")
-                return self.ttl - self.margin
             record, version = self._read()
             if record is None or version != self._version or record.holder != self.holder:
                 self._version = None

@@ -95,9 +95,8 @@ class CheckRunner:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``deadline``: a check that holds its lease ends between its steps once this long
-        has passed since it started (``check.deadline_passed``), so it never outlives the
-        lease, renewed at its first change or found more than half left at its start
-        (:data:`rotator.adapters.lease.CHECK_SHARE`); None: no deadline."""
+        has passed since it renewed the lease (``check.deadline_passed``), so it never outlives
+        the lease (:data:`rotator.adapters.lease.CHECK_SHARE`); None: no deadline."""
         self.engines = engines
         self.leases = leases
         self.health = health
@@ -167,7 +166,7 @@ class CheckRunner:
 
     def _stop(self, renewed: float) -> Callable[[], bool]:
         """The engine's ``stop``: the daemon is stopping, or the check's deadline (counted
-        from ``renewed``, just before the lease was taken or kept) has passed."""
+        from ``renewed``, just before the lease was renewed) has passed."""
         end = None if self.deadline is None else renewed + self.deadline.total_seconds()
         said = False
 
