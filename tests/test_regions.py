@@ -195,6 +195,11 @@ def test_one_daemon_rotates_each_account_at_its_own_region(
     for handle in (us, eu):
         failed = [line for line in _journal(handle) if line.get("event") == "auth.failed"]
         assert len(failed) == 1, failed
+    # rotator doctor asks each account's own region too (ENCORD_DOMAIN answers nothing).
+    rc, out, err = rotator_cli(["doctor", "--json"], env)
+    auth = {c["account"]: c["status"] for c in json.loads(out)["checks"]
+            if c["check"] == "encord.auth"}
+    assert auth == {"us": "ok", "eu": "ok"}, out + err
 
 
 def test_calm_daemon_reports_each_accounts_domain(

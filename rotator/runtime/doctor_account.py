@@ -104,7 +104,7 @@ def _key(ctx: AccountContext) -> tuple[Finding, KeyPair | None]:
 
 def _encord(settings: Settings, account: Account, signer: KeyPair) -> Iterator[Finding]:
     client = EncordClient(
-        settings.encord_domain,
+        account.domain or settings.encord_domain,  # the account's region, if it names one
         EncordAuth(signer),
         timeout=httpx.Timeout(10.0, connect=5.0),
         retry=_RETRY,
@@ -117,6 +117,13 @@ def _encord(settings: Settings, account: Account, signer: KeyPair) -> Iterator[F
         yield _clock(client, account)
 
 
+def _domain_hint(account: Account) -> str:
+    """Where the account's Encord domain is set: its ROTATOR_ACCOUNTS entry, or ENCORD_DOMAIN."""
+    if account.domain:
+        return f"check the domain of '{account.name}' in ROTATOR_ACCOUNTS ({account.domain})"
+    return "check ENCORD_DOMAIN"
+
+
 def _auth(client: EncordClient, account: Account) -> Finding:
     name, check = account.name, "encord.auth"
     try:
@@ -126,10 +133,10 @@ def _auth(client: EncordClient, account: Account) -> Finding:
     except AccessDenied as exc:
         return Finding(
             check, "fail", f"{exc}: Encord does not know this key (deleted, never registered, "
-            "or of another region)", account=name, hint="check ENCORD_DOMAIN",
+            "or of another region)", account=name, hint=_domain_hint(account),
         )
     except RegistryUnavailable as exc:
-        return Finding(check, "fail", str(exc), account=name, hint="check ENCORD_DOMAIN")
+        return Finding(check, "fail", str(exc), account=name, hint=_domain_hint(account))
     except RotatorError as exc:
         return Finding(check, "fail", str(exc), account=name)
     return Finding(check, "ok", "the key authenticates (signed whoami)", account=name)
