@@ -71,7 +71,7 @@ def report(ctx: AccountContext, key_id: str, *, force: bool = False) -> tuple[st
     of this account's record (rotator never deletes a key it does not own), or when the
     account is paused and ``force`` is not given."""
     state = ctx.load_state()
-    if paused(state) and not force:
+    if state.paused is not None and not force:
         raise ConfigError(
             f"account '{ctx.account.name}' is paused: rotator changes none of its keys; "
             "add --force to rotate and revoke anyway"
@@ -87,11 +87,6 @@ def report(ctx: AccountContext, key_id: str, *, force: bool = False) -> tuple[st
     kind, role = found
     log.warning("key.compromise_reported", kind=kind, key_id=key_id, role=role)
     return found
-
-
-def paused(state: AccountState) -> bool:
-    """Whether the account is paused (``rotator pause``): a report then needs ``--force``."""
-    return state.paused is not None
 
 
 def while_paused(
